@@ -1,0 +1,92 @@
+/* spool.h — etrnd's durable, crash-safe message spool, indexed per destination domain.
+ *
+ *   struct spool *sp; spool_open(&sp, "/var/spool/etrnd", &err);       // recovers what is on disk
+ *   struct spool_writer *w; spool_writer_begin(sp, &w, &err);
+ *   spool_writer_write(w, data, n, &err) ...;                             // message text, as received
+ *   spool_writer_commit(w, "<a@x>", rcpts, nrcpt, qid, &err);             // durable when it returns 0
+ *   n = spool_count(sp, "node.test", 0);                                   // ETRN node.test
+ *   spool_collect(sp, "foo.test", 1, &ids, &nids);                         // ETRN @foo.test
+ *   spool_remove(sp, id, &err);                                            // after the remote 250 to DATA
+ *
+ * Entries. A committed message becomes one spool entry per recipient domain (domains
+ * lowercased), so each entry has one destination; its recipients are all in that domain.
+ * An entry's id is "<qid>.<n>". Entries share the message body on disk.
+ *
+ * Durability. spool_writer_commit returns 0 only after the body and every envelope are
+ * written, fsynced, atomically renamed into place and the directories fsynced. A crash
+ * at any instant leaves each message either wholly absent (the client got no 250) or
+ * wholly present. Temporary files left by a crash are removed by spool_open. An entry
+ * leaves the spool only through spool_remove (delivered) or spool_bounce_done.
+ *
+ * Index. Lookups by domain do not scan the spool: an in-memory hash from domain to its
+ * entries is built at open and kept current; '@' lookups iterate domains, not messages. */
+#ifndef ETRND_SPOOL_H
+#define ETRND_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include "err.h"
+
+#define SPOOL_ID_MAX 48
+#define SPOOL_ADDR_MAX 320   /* RFC 5321: local part 64 + @ + domain 255 */
+
+struct spool;
+struct spool_writer;
+
+struct spool_entry {
+    char id[SPOOL_ID_MAX];          /* "<qid>.<n>" */
+    char qid[SPOOL_ID_MAX];         /* the message's queue id, as logged at acceptance */
+    char domain[256];               /* destination domain (lowercase) */
+    char sender[SPOOL_ADDR_MAX];    /* reverse path without <>; "" for the null sender */
+    char **rcpts;                   /* recipients still to deliver, without <> */
+    size_t nrcpt;
+    uint64_t size;                  /* body bytes */
+    time_t arrival;
+    unsigned attempts;              /* delivery attempts so far */
+    time_t last_attempt;            /* 0 if never */
+    char last_error[256];           /* last temporary failure, "" if none */
+};
+
+int spool_open(struct spool **out, const char *dir, struct etrn_err *err);
+void spool_close(struct spool *sp);
+
+int spool_writer_begin(struct spool *sp, struct spool_writer **out, struct etrn_err *err);
+int spool_writer_write(struct spool_writer *w, const void *data, size_t n, struct etrn_err *err);
+uint64_t spool_writer_size(const struct spool_writer *w);
+/* qid_out receives the message's queue id. Frees w in all cases. */
+int spool_writer_commit(struct spool_writer *w, const char *sender, char *const *rcpts,
+                        size_t nrcpt, char qid_out[SPOOL_ID_MAX], struct etrn_err *err);
+void spool_writer_abort(struct spool_writer *w);   /* frees w, removes its temp file */
+
+/* Number of entries for domain (subdomains: also every label-aligned subdomain). */
+size_t spool_count(struct spool *sp, const char *domain, int subdomains);
+/* Ids of those entries, oldest first: *ids is a malloc'd array of malloc'd strings
+ * (free with spool_ids_free). */
+int spool_collect(struct spool *sp, const char *domain, int subdomains, char ***ids,
+                  size_t *n, struct etrn_err *err);
+void spool_ids_free(char **ids, size_t n);
+/* Every domain with entries, with its count; for `etrnd --queue` and the '#' queues. */
+int spool_domains(struct spool *sp, char ***domains, size_t **counts, size_t *n,
+                  struct etrn_err *err);
+size_t spool_total(struct spool *sp);
+
+/* Loads an entry's envelope (a copy the caller frees with spool_entry_free). */
+int spool_entry_get(struct spool *sp, const char *id, struct spool_entry **out, struct etrn_err *err);
+void spool_entry_free(struct spool_entry *e);
+/* Opens the entry's message body for reading (caller closes). */
+int spool_body_open(struct spool *sp, const char *id, int *fd_out, struct etrn_err *err);
+
+/* Delivery outcomes. spool_remove: every recipient accepted (or the entry is done).
+ * spool_rcpts_done: some recipients finished (accepted or permanently failed), the rest
+ * stay; durable on return. spool_note_attempt: a temporary failure, recorded durably. */
+int spool_remove(struct spool *sp, const char *id, struct etrn_err *err);
+int spool_rcpts_done(struct spool *sp, const char *id, char *const *done, size_t ndone,
+                     struct etrn_err *err);
+int spool_note_attempt(struct spool *sp, const char *id, time_t when, const char *error,
+                       struct etrn_err *err);
+
+/* Free space check used before accepting DATA: 0 if at least bytes are free. */
+int spool_space_ok(struct spool *sp, uint64_t bytes);
+
+#endif
