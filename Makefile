@@ -26,8 +26,8 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 
 INCLUDES  := -Ilib -Ipcap -Iserver -Isim -Iconformance -Iclient
-CFLAGS    ?= -O2 -g
-CFLAGS    += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -MMD -MP $(INCLUDES) $(PKG_CFLAGS) $(SAN)
+OPT       ?= -O2 -g
+CFLAGS    += $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -MMD -MP $(INCLUDES) $(PKG_CFLAGS) $(SAN)
 LDFLAGS   += $(SAN)
 LDLIBS    := $(PKG_LIBS) -lm
 
@@ -125,7 +125,7 @@ unit-test: programs tests
 	@scripts/run-unit-tests $(TESTS)
 
 asan-test:
-	$(MAKE) --no-print-directory O=build/asan BINDIR=build/asan/bin SAN="$(SANFLAGS)" CFLAGS="-O1 -g" programs tests
+	$(MAKE) --no-print-directory O=build/asan BINDIR=build/asan/bin SAN="$(SANFLAGS)" OPT="-O1 -g" programs tests
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    scripts/run-unit-tests $(patsubst $(O)/tests/%,build/asan/tests/%,$(TESTS))
 

@@ -47,7 +47,17 @@ int err_prefix(struct etrn_err *err, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     va_end(ap);
-    if (n >= 0 && (size_t)n < sizeof err->msg)
-        snprintf(err->msg + n, sizeof err->msg - (size_t)n, ": %s", old);
+    if (n < 0 || (size_t)n >= sizeof err->msg - 3)
+        return -1;
+    /* Append ": old", truncating the old message to what is left. */
+    size_t pos = (size_t)n;
+    err->msg[pos++] = ':';
+    err->msg[pos++] = ' ';
+    size_t room = sizeof err->msg - 1 - pos;
+    size_t ol = strlen(old);
+    if (ol > room)
+        ol = room;
+    memcpy(err->msg + pos, old, ol);
+    err->msg[pos + ol] = '\0';
     return -1;
 }
