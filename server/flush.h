@@ -19,6 +19,7 @@
 #include "err.h"
 
 struct event_base;
+struct sockaddr;
 struct spool;
 struct etrnd_config;
 struct flush;
@@ -29,6 +30,12 @@ int flush_init(struct flush **out, struct event_base *base, struct spool *sp,
 void flush_set_config(struct flush *fl, const struct etrnd_config *cfg);
 int flush_request(struct flush *fl, const char *domain, int subdomains, size_t *queued,
                   struct etrn_err *err);
+/* flush_request with the ETRN client's address. The address is never used to choose a
+ * destination (only DNS and route.DOMAIN do); it is kept for logging and for the
+ * test-only defect deliver_to_requester. requester may be NULL. */
+int flush_request_from(struct flush *fl, const char *domain, int subdomains,
+                       const struct sockaddr *requester, size_t *queued,
+                       struct etrn_err *err);
 /* A message for domain was just committed. If domain is not held for ETRN (not an
  * etrn_domain), it is delivered now; if a flush covering domain is running, the entry
  * joins it; otherwise it waits for an ETRN (or the retry timer). */
