@@ -9,6 +9,7 @@
  * replies leave in command order; memory per session is bounded (command lines by
  * smtp_line, message text is hashed as it streams, never stored). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -20,8 +21,12 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <event2/bufferevent_ssl.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
+#include "fileio.h"
 #include "sim_words.h"
 #include "sink.h"
 #include "smtp_line.h"
@@ -54,6 +59,7 @@ struct sink_session {
     enum session_state state;
     struct smtp_line_reader rd;
     int said_hello;
+    int tls;                      /* STARTTLS done: bev is the TLS filter */
     /* the transaction */
     int has_mail;
     char *mail_from;
@@ -87,6 +93,7 @@ struct sink {
     struct sink_session *sessions;
     size_t nsessions;
     unsigned long accepted;
+    SSL_CTX *tls_ctx;             /* made at the first STARTTLS, self-signed */
 };
 
 static void session_process(struct sink_session *ss);
@@ -175,6 +182,8 @@ int sink_behaviour_parse(struct sink_behaviour *out, char *const *argv, int argc
             if (arg != NULL && stage_parse(arg, &st) == 0)
                 i++;
             b.close_mid_reply = st;
+        } else if (strcmp(w, "starttls") == 0) {
+            b.starttls = sim_words_flag(argv, argc, &i);
         } else if (strcmp(w, "accept-limit") == 0) {
             if (arg != NULL && strcmp(arg, "off") == 0) {
                 b.accept_limit = -1;
@@ -514,6 +523,108 @@ static int verb_is(const char *line, size_t len, const char *verb, const char **
     return 1;
 }
 
+static void session_read_cb(struct bufferevent *bev, void *arg);
+static void session_write_cb(struct bufferevent *bev, void *arg);
+static void session_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* A self-signed certificate for "NAME.sim", made once per sink. */
+static SSL_CTX *tls_ctx_make(const char *name)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *cert = X509_new();
+    int ok = ctx != NULL && key != NULL && cert != NULL;
+    if (ok) {
+        char cn[SINK_NAME_MAX + 8];
+        str_format(cn, sizeof cn, "%s.sim", name);
+        X509_NAME *subject = X509_get_subject_name(cert);
+        ok = X509_set_version(cert, 2) == 1
+             && ASN1_INTEGER_set(X509_get_serialNumber(cert), 1) == 1
+             && X509_gmtime_adj(X509_getm_notBefore(cert), -3600) != NULL
+             && X509_gmtime_adj(X509_getm_notAfter(cert), 30L * 86400) != NULL
+             && X509_set_pubkey(cert, key) == 1
+             && X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC,
+                                           (const unsigned char *)cn, -1, -1, 0) == 1
+             && X509_set_issuer_name(cert, subject) == 1
+             && X509_sign(cert, key, EVP_sha256()) > 0
+             && SSL_CTX_use_certificate(ctx, cert) == 1
+             && SSL_CTX_use_PrivateKey(ctx, key) == 1;
+    }
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    if (!ok) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* RFC 3207: 220, then the handshake; anything the client pipelined after STARTTLS is
+ * discarded (§5), and the session starts over (no EHLO, no transaction). */
+static int session_starttls(struct sink_session *ss)
+{
+    struct sink *s = ss->sink;
+    if (ss->tls)
+        return session_reply(ss, SINK_STAGE_NONE, 503, "5.5.1", "TLS already active");
+    if (s->tls_ctx == NULL)
+        s->tls_ctx = tls_ctx_make(s->name);
+    SSL *ssl = s->tls_ctx != NULL ? SSL_new(s->tls_ctx) : NULL;
+    if (ssl == NULL)
+        return session_reply(ss, SINK_STAGE_NONE, 454, "4.7.0", "TLS not available");
+    /* The 220 (and every reply owed before it) must reach the client before the
+     * handshake starts, tarpit or not: write them straight to the socket. */
+    evutil_socket_t fd = bufferevent_getfd(ss->bev);
+    struct evbuffer *out = bufferevent_get_output(ss->bev);
+    /* The bufferevent's output is frozen at its start: copy it out instead of draining. */
+    struct strbuf owed;
+    strbuf_init(&owed, SINK_OUTPUT_MAX);
+    size_t olen = evbuffer_get_length(out), dlen = evbuffer_get_length(ss->drip);
+    int ok = strbuf_append(&owed, "", 0) == 0
+             && (olen == 0 || strbuf_append(&owed, evbuffer_pullup(out, -1), olen) == 0)
+             && (dlen == 0 || strbuf_append(&owed, evbuffer_pullup(ss->drip, -1), dlen) == 0)
+             && strbuf_append_str(&owed, "220 2.0.0 Ready to start TLS\r\n") == 0;
+    evbuffer_drain(ss->drip, dlen);
+    /* Blocking for this short write is fine: the client is waiting for exactly this. */
+    int flags = fcntl(fd, F_GETFL);
+    ok = ok && flags >= 0 && fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0;
+    struct timeval wtv = {5, 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wtv, sizeof wtv);
+    ok = ok && fileio_write_all(fd, owed.data, owed.len) == 0;
+    strbuf_free(&owed);
+    struct evbuffer *in = bufferevent_get_input(ss->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    /* A socket-based TLS bufferevent (not a filter) so "output empty" means "handed to
+     * the kernel", which closing after QUIT relies on. The plain one lets go of a copy. */
+    evutil_socket_t tfd = ok ? dup(fd) : -1;
+    if (tfd < 0) {
+        SSL_free(ssl);
+        session_free(ss);
+        return -1;
+    }
+    bufferevent_free(ss->bev);
+    ss->bev = NULL;
+    (void)evutil_make_socket_nonblocking(tfd);
+    (void)evutil_make_socket_closeonexec(tfd);
+    struct bufferevent *tls = bufferevent_openssl_socket_new(
+        s->base, tfd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (tls == NULL) {
+        close(tfd);
+        SSL_free(ssl);
+        session_free(ss);
+        return -1;
+    }
+    ss->bev = tls;
+    ss->tls = 1;
+    transaction_reset(ss);
+    ss->said_hello = 0;
+    smtp_line_reader_init(&ss->rd, SMTP_COMMAND_LINE_MAX);
+    bufferevent_setcb(tls, session_read_cb, session_write_cb, session_event_cb, ss);
+    struct timeval idle = {SINK_IDLE_TIMEOUT_S, 0};
+    bufferevent_set_timeouts(tls, &idle, &idle);
+    bufferevent_enable(tls, EV_READ | EV_WRITE);
+    return -1;   /* stop reading the old buffer; the filter's callbacks take over */
+}
+
 /* Handles one command line; returns -1 if the session is gone or closing. */
 static int command_handle(struct sink_session *ss, const char *line, size_t len)
 {
@@ -527,9 +638,10 @@ static int command_handle(struct sink_session *ss, const char *line, size_t len)
             return session_reply(ss, SINK_STAGE_EHLO, 500, "5.5.1", "Command unrecognized");
         transaction_reset(ss);
         ss->said_hello = 1;
-        str_format(text, sizeof text, "%s.sim Hello %s\n%s8BITMIME\nSIZE %u\nENHANCEDSTATUSCODES",
-                   s->name, *arg ? arg : "unknown", b->no_pipelining ? "" : "PIPELINING\n",
-                   SINK_MESSAGE_MAX);
+        str_format(text, sizeof text,
+                   "%s.sim Hello %s\n%s%s8BITMIME\nSIZE %u\nENHANCEDSTATUSCODES", s->name,
+                   *arg ? arg : "unknown", b->no_pipelining ? "" : "PIPELINING\n",
+                   b->starttls && !ss->tls ? "STARTTLS\n" : "", SINK_MESSAGE_MAX);
         return session_reply(ss, SINK_STAGE_EHLO, 250, NULL, text);
     }
     if (verb_is(line, len, "HELO", &arg)) {
@@ -620,6 +732,8 @@ static int command_handle(struct sink_session *ss, const char *line, size_t len)
         session_close_when_flushed(ss);
         return -1;
     }
+    if (verb_is(line, len, "STARTTLS", NULL) && b->starttls)
+        return session_starttls(ss);
     return session_reply(ss, SINK_STAGE_NONE, 500, "5.5.2", "Command unrecognized");
 }
 
@@ -711,7 +825,8 @@ static void session_write_cb(struct bufferevent *bev, void *arg)
 static void session_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
-    (void)what;
+    if (what & BEV_EVENT_CONNECTED)
+        return;   /* the TLS handshake finished */
     /* EOF, error or idle timeout: an unfinished message is not a delivery. */
     session_free(arg);
 }
@@ -858,6 +973,7 @@ void sink_free(struct sink *s)
     while (s->sessions != NULL)
         session_free(s->sessions);
     evconnlistener_free(s->listener);
+    SSL_CTX_free(s->tls_ctx);
     free(s);
 }
 

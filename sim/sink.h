@@ -8,7 +8,7 @@
  * Behaviour words (docs/SIMULATOR.md has the table): normal, greeting-delay DUR,
  * reject-greeting CODE, no-greeting, reject-mail|reject-rcpt|reject-data|reject-dot CODE,
  * drop-after-dot, no-pipelining, helo-only, tarpit DUR, multiline-replies,
- * bare-lf-replies, long-replies, close-mid-reply [STAGE], accept-limit N. CODE may be
+ * bare-lf-replies, long-replies, close-mid-reply [STAGE], accept-limit N, starttls. CODE may be
  * "off"; flag words take an optional "on"/"off". Changes apply to sessions already open
  * from their next reply on. Message text is dot-unstuffed; size and SHA-256 cover the
  * message as the client meant it, with CRLF line ends. */
@@ -46,6 +46,7 @@ struct sink_behaviour {
     int long_replies;           /* reply lines padded past 512 octets */
     enum sink_stage close_mid_reply;   /* send half of that stage's reply, then close */
     long accept_limit;          /* -1: unlimited; after this many accepted messages, 452 at MAIL */
+    int starttls;               /* advertise and accept STARTTLS (self-signed certificate) */
 };
 
 /* listen: the address the sink listens on (port 0 picks one; see sink_address). */

@@ -19,6 +19,7 @@
 #include <event2/event.h>
 #include <openssl/evp.h>
 
+#include "misbehave.h"
 #include "sink.h"
 #include "sink_journal.h"
 #include "strbuf.h"
@@ -560,6 +561,138 @@ static void test_sink_journal_file_round_trips(void **state)
     unlink(path);
 }
 
+/* --- misbehaving clients (sim/misbehave.c) against the sink --------------------------- */
+
+static void misbehave_at_sink(struct fixture *f, enum misbehave_kind kind, const char *script,
+                              unsigned count, struct misbehave_result *r)
+{
+    struct sockaddr_in to;
+    memcpy(&to, sink_address(f->sink, NULL), sizeof to);
+    struct misbehave_spec s;
+    misbehave_spec_default(&s);
+    s.kind = kind;
+    s.target = (struct sockaddr *)&to;
+    s.target_len = sizeof to;
+    s.script = script;
+    s.count = count;
+    s.interval_ms = 1;
+    s.settle_ms = 300;
+    struct etrn_err err = {{0}};
+    assert_int_equal(misbehave_run(f->base, &s, r, &err), 0);
+}
+
+static void test_misbehave_pipelined_burst_gets_every_reply_in_order(void **state)
+{
+    struct fixture *f = *state;
+    struct misbehave_result r;
+    misbehave_at_sink(f, MISBEHAVE_PIPELINED_BURST, "NOOP\r\n", 20, &r);
+    assert_true(r.connected);
+    assert_int_equal(r.greeting_code, 220);
+    assert_int_equal(r.nreplies, 21);             /* 20 NOOPs and the QUIT */
+    assert_int_equal(misbehave_count_code(&r, 250), 20);
+    assert_int_equal(r.codes[20], 221);
+    assert_true(r.server_closed);
+    assert_false(r.timed_out);
+    misbehave_result_free(&r);
+}
+
+static void test_misbehave_slow_sender_is_answered(void **state)
+{
+    struct fixture *f = *state;
+    struct misbehave_result r;
+    misbehave_at_sink(f, MISBEHAVE_SLOW_SENDER, "NOOP\r\n", 0, &r);
+    assert_int_equal(r.nreplies, 2);
+    assert_int_equal(r.codes[0], 250);
+    assert_int_equal(r.codes[1], 221);
+    assert_int_equal(r.bytes_sent, 12);
+    misbehave_result_free(&r);
+}
+
+static void test_misbehave_command_flood_is_answered_in_full(void **state)
+{
+    struct fixture *f = *state;
+    struct misbehave_result r;
+    misbehave_at_sink(f, MISBEHAVE_COMMAND_FLOOD, "RSET\r\n", 500, &r);
+    assert_int_equal(misbehave_count_code(&r, 250), 500);
+    assert_true(r.server_closed);
+    misbehave_result_free(&r);
+}
+
+static void test_misbehave_garbage_and_overlong_lines_get_500_then_service(void **state)
+{
+    struct fixture *f = *state;
+    struct misbehave_result r;
+    misbehave_at_sink(f, MISBEHAVE_GARBAGE, "NOOP\r\n", 64, &r);
+    assert_true(misbehave_count_code(&r, 500) >= 1);
+    assert_int_equal(r.codes[r.nreplies - 2], 250);   /* the NOOP after the garbage */
+    misbehave_result_free(&r);
+    struct misbehave_result o;
+    misbehave_at_sink(f, MISBEHAVE_OVERLONG_LINE, "NOOP\r\n", 2000, &o);
+    assert_int_equal(o.nreplies, 3);
+    assert_int_equal(o.codes[0], 500);
+    assert_int_equal(o.codes[1], 250);
+    assert_non_null(strstr(o.transcript.data, "Line too long"));
+    misbehave_result_free(&o);
+}
+
+static void test_misbehave_disconnect_mid_command_leaves_sink_clean(void **state)
+{
+    struct fixture *f = *state;
+    struct misbehave_result r;
+    misbehave_at_sink(f, MISBEHAVE_DISCONNECT_MID_COMMAND, "MAIL FROM:<a@b.test>\r\n", 0, &r);
+    assert_int_equal(r.bytes_sent, 10);
+    assert_int_equal(r.nreplies, 0);
+    assert_true(r.server_closed);   /* the sink saw our half-close and hung up */
+    assert_int_equal(sink_session_count(f->sink), 0);
+    misbehave_result_free(&r);
+}
+
+static void test_misbehave_refused_connection_is_a_result(void **state)
+{
+    struct fixture *f = *state;
+    struct sockaddr_in to;
+    memset(&to, 0, sizeof to);
+    to.sin_family = AF_INET;
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    to.sin_port = htons(1);   /* nothing listens on port 1 */
+    struct misbehave_spec s;
+    misbehave_spec_default(&s);
+    s.target = (struct sockaddr *)&to;
+    s.target_len = sizeof to;
+    s.script = "ETRN node.test\r\n";
+    struct misbehave_result r;
+    struct etrn_err err = {{0}};
+    assert_int_equal(misbehave_run(f->base, &s, &r, &err), 0);
+    assert_false(r.connected);
+    assert_int_equal(r.connect_errno, ECONNREFUSED);
+    assert_false(r.timed_out);
+    misbehave_result_free(&r);
+    enum misbehave_kind k;
+    assert_int_equal(misbehave_kind_parse("pipelined-burst", &k, &err), 0);
+    assert_int_equal(k, MISBEHAVE_PIPELINED_BURST);
+    assert_int_equal(misbehave_kind_parse("pipelined-brust", &k, &err), -1);
+    assert_non_null(strstr(err.msg, "unknown misbehaviour 'pipelined-brust'"));
+}
+
+static void test_sink_starttls_with_openssl_client_then_delivers(void **state)
+{
+    struct fixture *f = *state;
+    behave(f, "starttls");
+    struct swaks s;
+    strbuf_init(&s.out, 1 << 20);
+    assert_true(str_format(s.cmd, sizeof s.cmd,
+                           "printf 'EHLO r.test\\nMAIL FROM:<a@b.test>\\nRCPT TO:<u@node.test>\\n"
+                           "DATA\\nSubject: tls\\n\\nhi\\n.\\nQUIT\\n' | timeout 20 openssl s_client "
+                           "-connect 127.0.0.1:%d -starttls smtp -crlf -quiet 2>&1",
+                           f->port) > 0);
+    struct etrn_err err = {{0}};
+    assert_int_equal(sim_run_beside(f->base, swaks_run, &s, 30000, &err), 0);
+    assert_non_null(strstr(s.out.data, "250 2.0.0 Message accepted"));
+    const struct sink_journal_entry *e = only_delivery(f);
+    assert_string_equal(e->rcpts[0], "u@node.test");
+    strbuf_free(&s.out);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -584,6 +717,13 @@ int main(void)
         T(test_sink_behaviour_errors_name_the_word),
         T(test_sink_behaviour_switch_applies_to_open_session),
         cmocka_unit_test(test_sink_journal_file_round_trips),
+        T(test_sink_starttls_with_openssl_client_then_delivers),
+        T(test_misbehave_pipelined_burst_gets_every_reply_in_order),
+        T(test_misbehave_slow_sender_is_answered),
+        T(test_misbehave_command_flood_is_answered_in_full),
+        T(test_misbehave_garbage_and_overlong_lines_get_500_then_service),
+        T(test_misbehave_disconnect_mid_command_leaves_sink_clean),
+        T(test_misbehave_refused_connection_is_a_result),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
