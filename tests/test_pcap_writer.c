@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pcap_reader.h"
 #include "pcap_writer.h"
 #include "strbuf.h"
 
@@ -218,6 +219,52 @@ static void test_pcap_open_fails_with_path_in_message(void **state)
     assert_non_null(strstr(err.msg, "/nonexistent-dir/x.pcap"));
 }
 
+static void test_pcap_reader_reads_back_what_the_writer_wrote(void **state)
+{
+    (void)state;
+    struct etrn_err err = {0};
+    struct pcap_writer *pw;
+    assert_int_equal(pcap_writer_open(&pw, capture_path, &err), 0);
+    write_smtp_session(pw);
+    struct sockaddr_in6 a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    a.sin6_family = b.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    b.sin6_addr = in6addr_loopback;
+    a.sin6_port = htons(5300);
+    b.sin6_port = htons(40000);
+    pcap_udp_packet(pw, (struct sockaddr *)&a, (struct sockaddr *)&b, "dns!", 4);
+    pcap_writer_close(pw);
+
+    struct pcap_reader *rd;
+    assert_int_equal(pcap_reader_open(&rd, capture_path, &err), 0);
+    struct pcap_packet p;
+    int n = 0, syns = 0, udp = 0;
+    struct strbuf client_bytes;
+    strbuf_init(&client_bytes, 4096);
+    while (n < 100 && pcap_reader_next(rd, &p, &err) == 1) {
+        n++;
+        if (p.proto == IPPROTO_TCP && (p.tcp_flags & PCAP_TCP_SYN))
+            syns++;
+        if (p.proto == IPPROTO_TCP && p.len > 0
+            && ntohs(((struct sockaddr_in *)&p.dst)->sin_port) == 2526)
+            strbuf_append(&client_bytes, p.payload, p.len);
+        if (p.proto == IPPROTO_UDP) {
+            udp++;
+            assert_int_equal(p.src.ss_family, AF_INET6);
+            assert_int_equal(p.len, 4);
+            assert_memory_equal(p.payload, "dns!", 4);
+        }
+    }
+    pcap_reader_close(rd);
+    assert_int_equal(n, 11);   /* 3 handshake + 4 data + 3 close + 1 UDP */
+    assert_int_equal(syns, 2);
+    assert_int_equal(udp, 1);
+    assert_string_equal(client_bytes.data, "EHLO relay.test\r\nETRN node.test\r\n");
+    strbuf_free(&client_bytes);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -225,6 +272,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pcap_checksums_verify_in_tcpdump, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pcap_syn_filter_counts_each_handshake, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pcap_large_data_split_into_segments_with_contiguous_seq, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pcap_reader_reads_back_what_the_writer_wrote, setup, teardown),
         cmocka_unit_test(test_pcap_null_writer_is_a_no_op),
         cmocka_unit_test(test_pcap_open_fails_with_path_in_message),
     };

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -367,6 +368,92 @@ static void test_world_refused_attempts_are_recorded_when_watching(void **state)
     assert_string_equal(c[0]->event, "refused");
 }
 
+/* --- the etrnsim program, run as a user would ------------------------------------------ */
+
+static const char *etrnsim_path(char *buf, size_t n)
+{
+    const char *dir = getenv("ETRNKIT_BIN");
+    str_format(buf, n, "%s/etrnsim", dir != NULL ? dir : "bin");
+    return access(buf, X_OK) == 0 ? buf : NULL;
+}
+
+static void shell(const char *cmd, struct strbuf *out, int *status)
+{
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0)
+        strbuf_append(out, buf, n);
+    *status = pclose(p);
+}
+
+static void test_etrnsim_check_names_file_and_line_and_exits_2(void **state)
+{
+    struct fixture *f = *state;
+    char bin[256];
+    if (etrnsim_path(bin, sizeof bin) == NULL)
+        skip();
+    char topo[160], cmd[512];
+    str_format(topo, sizeof topo, "%s/bad.topo", f->dir);
+    FILE *fp = fopen(topo, "w");
+    fputs("# a comment\nsink sink1\nsink-behave sink1 rejct-rcpt 450\n", fp);
+    fclose(fp);
+    str_format(cmd, sizeof cmd, "timeout 20 %s --check %s 2>&1", bin, topo);
+    struct strbuf out;
+    strbuf_init(&out, 65536);
+    int status;
+    shell(cmd, &out, &status);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 2);
+    assert_non_null(strstr(out.data, "bad.topo:3: sink sink1: unknown sink behaviour 'rejct-rcpt'"));
+    assert_int_equal(count_lines(out.data), 1);
+    unlink(topo);
+    strbuf_free(&out);
+}
+
+static void test_etrnsim_runs_topology_takes_control_commands_and_quits(void **state)
+{
+    struct fixture *f = *state;
+    char bin[256];
+    if (etrnsim_path(bin, sizeof bin) == NULL)
+        skip();
+    /* The fixture's world holds its port on 127.0.0.2; etrnsim gets its own pool. */
+    char topo[160], sock[160], outp[160], cmd[1536];
+    str_format(topo, sizeof topo, "%s/run.topo", f->dir);
+    str_format(sock, sizeof sock, "%s/ctl.sock", f->dir);
+    str_format(outp, sizeof outp, "%s/out.txt", f->dir);
+    FILE *fp = fopen(topo, "w");
+    fputs("sink sinkA\nsink sinkB reject-rcpt 450\n", fp);
+    fclose(fp);
+    str_format(cmd, sizeof cmd,
+               "(timeout 30 %s -c %s --dns none --pool 127.0.0.40 --sink-port %d "
+               "--control %s </dev/null >%s 2>&1 &) ; "
+               "for i in $(seq 50); do [ -S %s ] && break; sleep 0.1; done; "
+               "timeout 20 swaks --server 127.0.0.40:%d --to u@node.test --from a@b.test "
+               "--timeout 10 >/dev/null 2>&1; echo swaks=$?; "
+               "%s --tell %s link sinkA down; "
+               "%s --tell %s journal; "
+               "%s --tell %s quit; echo quit=$?; "
+               "for i in $(seq 50); do [ -S %s ] || break; sleep 0.1; done; cat %s",
+               bin, topo, f->port, sock, outp, sock, f->port, bin, sock, bin, sock, bin, sock,
+               sock, outp);
+    struct strbuf out;
+    strbuf_init(&out, 1 << 20);
+    int status;
+    shell(cmd, &out, &status);
+    assert_non_null(strstr(out.data, "swaks=0"));
+    assert_non_null(strstr(out.data, "node sinkA 127.0.0.40:"));
+    assert_non_null(strstr(out.data, "node sinkB 127.0.0.41:"));
+    assert_non_null(strstr(out.data, "delivery sinkA #1 from 127.0.0.1:"));
+    assert_non_null(strstr(out.data, "1 deliveries\nok\n"));
+    assert_non_null(strstr(out.data, "quit=0"));
+    assert_null(strstr(out.data, "error"));
+    unlink(topo);
+    unlink(outp);
+    strbuf_free(&out);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -379,6 +466,8 @@ int main(void)
         T(test_world_at_lines_apply_later),
         T(test_world_errors_name_the_problem),
         T(test_world_refused_attempts_are_recorded_when_watching),
+        T(test_etrnsim_check_names_file_and_line_and_exits_2),
+        T(test_etrnsim_runs_topology_takes_control_commands_and_quits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
