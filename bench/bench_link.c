@@ -4,7 +4,7 @@
  * Build and run by hand (from the project root, after `make`):
  *   cc -O2 -std=c11 -D_GNU_SOURCE -Ilib -Ipcap -Isim -o build/bench_link bench/bench_link.c \
  *      build/libetrnsim.a build/libetrnpcap.a build/libetrn.a \
- *      $(pkg-config --libs libevent libpcap openssl) -lpthread && build/bench_link [ROUNDS] [MB]
+ *      $(pkg-config --libs libevent libevent_openssl libpcap openssl) -lpthread && build/bench_link [ROUNDS] [MB]
  *
  * An echo server and a discard server run on the event loop; a client thread does ROUNDS
  * (default 20000) 64-byte ping-pongs and sends MB (default 256) megabytes, first straight

@@ -5,6 +5,7 @@
  *
  * Syntax in config.h. Lines are limited to 4096 bytes and files to 1 MiB, so a runaway
  * file cannot exhaust memory; both limits give a file:line error. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,10 +236,11 @@ int config_parse_uint(const struct config_entry *e, unsigned long min, unsigned 
     char *end = NULL;
     if (*v < '0' || *v > '9')
         return config_err(err, e, "'%s' is not a number", v);
+    errno = 0;
     unsigned long long x = strtoull(v, &end, 10);
     if (*end != '\0')
         return config_err(err, e, "'%s' is not a number", v);
-    if (x < min || x > max)
+    if (errno == ERANGE || x < min || x > max)
         return config_err(err, e, "%s is out of range %lu..%lu", v, min, max);
     *out = (unsigned long)x;
     return 0;
@@ -271,8 +273,13 @@ static int config_parse_scaled(const struct config_entry *e, const char *const *
     if (*v < '0' || *v > '9')
         return config_err(err, e, "'%s' is not a %s", v, what);
     char *end = NULL;
+    errno = 0;
     unsigned long long x = strtoull(v, &end, 10);
+    if (errno == ERANGE)
+        return config_err(err, e, "'%s' is too large", v);
     unsigned long long m = dflt;
+    while (*end == ' ' || *end == '\t')   /* "10 M" reads as well as "10M" */
+        end++;
     if (*end != '\0') {
         size_t i;
         for (i = 0; i < nunits; i++)

@@ -134,6 +134,20 @@ size_t domain_label_count(const char *name)
 
 const char *domain_of_address(const char *addr)
 {
+    /* Room for the longest domain plus its optional trailing dot and the NUL. */
+    static _Thread_local char unbracketed[DOMAIN_MAX + 2];
     const char *at = strrchr(addr, '@');
-    return at ? at + 1 : NULL;
+    if (at == NULL)
+        return NULL;
+    const char *dom = at + 1;
+    size_t len = strlen(dom);
+    if (len == 0 || dom[len - 1] != '>')
+        return dom;
+    /* "<user@dom.test>": the caller's string cannot be cut, so hand out a copy. */
+    len--;
+    if (len >= sizeof unbracketed)
+        return NULL;
+    memcpy(unbracketed, dom, len);
+    unbracketed[len] = '\0';
+    return unbracketed;
 }

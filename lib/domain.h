@@ -29,7 +29,10 @@ int domain_is_within(const char *name, const char *parent);
 int domain_normalize(const char *name, char *out, size_t n);
 /* Number of labels ("a.b.c" -> 3; "" -> 0). */
 size_t domain_label_count(const char *name);
-/* The domain part of an address "user@Dom.Example" (after the last '@'), or NULL. */
+/* The domain part of an address "user@Dom.Example" (after the last '@'), or NULL if
+ * there is no '@'. Usually a pointer into addr; for a bracketed "<user@dom>" the '>' is
+ * stripped and the result is a per-thread copy valid until the next call (NULL if the
+ * domain is longer than DOMAIN_MAX + 1). */
 const char *domain_of_address(const char *addr);
 
 #endif

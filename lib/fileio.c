@@ -107,7 +107,7 @@ int fileio_read_file(const char *path, struct strbuf *out, size_t limit, struct 
         }
         if (strbuf_append(out, buf, (size_t)r) < 0) {
             close(fd);
-            return err_set(err, "%s: out of memory", path);
+            return err_set(err, "%s: does not fit in memory (%zu bytes read)", path, total);
         }
     }
     close(fd);
@@ -119,7 +119,11 @@ int fileio_write_file_atomic(const char *path, const void *buf, size_t n, struct
     char tmp[4096];
     if (str_format(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) < 0)
         return err_set(err, "%s: path too long", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* O_EXCL: never write through a symlink or into a file someone else holds open. A
+     * leftover with our pid can only be from a crashed earlier process: remove it once. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST && unlink(tmp) == 0)
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return err_set_errno(err, "%s: cannot create", tmp);
     if (fileio_write_all(fd, buf, n) < 0) {
@@ -144,6 +148,7 @@ int fileio_write_file_atomic(const char *path, const void *buf, size_t n, struct
         err_set_errno(err, "%s: rename to %s", tmp, path);
         goto fail;
     }
+    /* The rename is durable only once the directory entry is. */
     char dir[4096];
     if (fileio_dirname(path, dir, sizeof dir) < 0)
         return err_set(err, "%s: path too long", path);
@@ -158,6 +163,8 @@ fail:
 int fileio_mkdirs(const char *path, int mode, struct etrn_err *err)
 {
     char buf[4096];
+    if (path[0] == '\0')
+        return err_set(err, "mkdir: empty path");
     if (str_copy(buf, sizeof buf, path) < 0)
         return err_set(err, "%s: path too long", path);
     for (char *p = buf + 1; *p; p++) {

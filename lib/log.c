@@ -70,13 +70,18 @@ void log_close(void)
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     static const char *const names[] = { "error", "warning", "info", "debug" };
+    if ((int)level < (int)LOG_LEVEL_ERROR || level > LOG_LEVEL_DEBUG)
+        level = LOG_LEVEL_ERROR;
     if (level > log_threshold || log_broken)
         return;
-    char line[LOG_LINE_MAX];
+    /* At most LOG_LINE_MAX bytes go out, the newline included. */
+    char line[LOG_LINE_MAX + 1];
     struct timeval tv;
-    gettimeofday(&tv, NULL);
+    if (gettimeofday(&tv, NULL) < 0)
+        memset(&tv, 0, sizeof tv);
     struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
+    if (gmtime_r(&tv.tv_sec, &tm) == NULL)
+        memset(&tm, 0, sizeof tm);
     int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%ld]: %s: ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
                      tm.tm_sec, (long)(tv.tv_usec / 1000), log_ident, (long)getpid(),
@@ -90,12 +95,12 @@ void log_msg(enum log_level level, const char *fmt, ...)
     va_end(ap);
     if (m > 0)
         len += (size_t)m < sizeof line - len ? (size_t)m : sizeof line - len - 1;
+    if (len > LOG_LINE_MAX - 1)
+        len = LOG_LINE_MAX - 1;
     /* One line per record: control characters from peers never split a log line. */
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)line[i] < 0x20 && line[i] != '\t')
             line[i] = '?';
-    if (len >= sizeof line - 1)
-        len = sizeof line - 2;
     line[len++] = '\n';
     ssize_t w;
     do

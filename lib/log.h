@@ -4,7 +4,8 @@
  *   log_info("%s: from=<%s> size=%zu", qid, sender, size);
  *
  * Each line: "2026-11-22T10:00:00.123Z etrnd[pid]: info: text". Lines are written with a
- * single write(2) so concurrent processes sharing a file do not interleave mid-line.
+ * single write(2) so concurrent processes sharing a file do not interleave mid-line;
+ * a line is cut at 2048 bytes (newline included) and control characters become '?'.
  * Logging never fails loudly: an unwritable log is ignored after the first error. */
 #ifndef ETRN_LOG_H
 #define ETRN_LOG_H

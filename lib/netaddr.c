@@ -66,7 +66,7 @@ int netaddr_parse(const char *text, int default_port, struct netaddr *out, struc
     if (portpart) {
         char *end = NULL;
         long v = strtol(portpart, &end, 10);
-        if (end == portpart || *end != '\0' || v < 0 || v > 65535)
+        if (portpart[0] < '0' || portpart[0] > '9' || *end != '\0' || v < 0 || v > 65535)
             return err_set(err, "'%s': bad port", text);
         snprintf(port, sizeof port, "%ld", v);
     } else {
@@ -145,10 +145,15 @@ int netmask_parse(const char *text, struct netmask *out, struct etrn_err *err)
 {
     char host[NETADDR_TEXT_MAX];
     const char *slash = strchr(text, '/');
+    const char *h = text;
     size_t hl = slash ? (size_t)(slash - text) : strlen(text);
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {   /* "[::1]/128" */
+        h++;
+        hl -= 2;
+    }
     if (hl == 0 || hl >= sizeof host)
         return err_set(err, "'%s': not an address or network", text);
-    memcpy(host, text, hl);
+    memcpy(host, h, hl);
     host[hl] = '\0';
     struct netaddr a;
     struct etrn_err ignored;
@@ -159,7 +164,7 @@ int netmask_parse(const char *text, struct netmask *out, struct etrn_err *err)
     if (slash) {
         char *end = NULL;
         long v = strtol(slash + 1, &end, 10);
-        if (end == slash + 1 || *end != '\0' || v < 0 || v > maxbits)
+        if (slash[1] < '0' || slash[1] > '9' || *end != '\0' || v > maxbits)
             return err_set(err, "'%s': bad prefix length", text);
         prefix = (int)v;
     }

@@ -5,9 +5,10 @@
  *   while ((st = smtp_line_read(&rd, input_evbuffer, &line)) == SMTP_LINE_OK) handle(line.buf, line.len, line.flags);
  *
  * Limits follow RFC 5321 §4.5.3.1: a command line is at most 512 octets and a text
- * line 1000 octets, both counting the CRLF. A line is ended by LF; if the LF is not
- * preceded by CR the line is still returned but flagged SMTP_LINE_BARE_LF so the
- * caller can refuse it (RFC 5321 §2.3.8). NUL bytes and bare CRs inside the line are
+ * line 1000 octets, both counting the CRLF (so 510 and 998 characters of text). A line
+ * is ended by LF; if the LF is not preceded by CR the line is still returned but flagged
+ * SMTP_LINE_BARE_LF so the caller can refuse it (RFC 5321 §2.3.8), and it is measured as
+ * if it ended in CRLF. NUL bytes and bare CRs inside the line are
  * flagged, not stripped. A line over the limit is consumed and discarded up to and
  * including its LF (across as many calls as it takes), then reported once as
  * SMTP_LINE_TOO_LONG; memory held never exceeds the limit. */

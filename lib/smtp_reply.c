@@ -31,11 +31,12 @@ void smtp_reply_free(struct smtp_reply *r)
 
 size_t smtp_enhanced_code_parse(const char *text, size_t len, char out[16])
 {
-    size_t i = 0;
+    /* RFC 3463: class "." subject "." detail, subject and detail 1..3 digits, followed
+     * by SP or the end of the text. */
     out[0] = '\0';
-    if (len < 5 || (text[0] != '2' && text[0] != '4' && text[0] != '5') || text[1] != '.')
+    if (len < 5 || text[0] < '0' || text[0] > '9' || text[1] != '.')
         return 0;
-    i = 2;
+    size_t i = 2;
     for (int part = 0; part < 2; part++) {
         size_t digits = 0;
         while (i < len && text[i] >= '0' && text[i] <= '9' && digits < 4) {
@@ -52,45 +53,71 @@ size_t smtp_enhanced_code_parse(const char *text, size_t len, char out[16])
     }
     if (i < len && text[i] != ' ')
         return 0;
-    if (i >= 16)
-        return 0;
-    memcpy(out, text, i);
+    memcpy(out, text, i); /* i <= 9 */
     out[i] = '\0';
     return i;
+}
+
+/* Offset of the first LF at or after off and before off + window, or -1. */
+static ev_ssize_t smtp_reply_find_lf(struct evbuffer *in, size_t off, size_t window)
+{
+    size_t avail = evbuffer_get_length(in);
+    if (off >= avail)
+        return -1;
+    if (window > avail - off)
+        window = avail - off;
+    struct evbuffer_ptr start, end;
+    if (evbuffer_ptr_set(in, &start, off, EVBUFFER_PTR_SET) < 0 ||
+        evbuffer_ptr_set(in, &end, off + window, EVBUFFER_PTR_SET) < 0)
+        return -1;
+    struct evbuffer_ptr lf = evbuffer_search_range(in, "\n", 1, &start, &end);
+    return lf.pos;
+}
+
+/* Consumes through `through` (exclusive end offset) and reports a malformed reply. */
+static enum smtp_reply_status smtp_reply_reject(struct evbuffer *in, size_t through)
+{
+    evbuffer_drain(in, through);
+    return SMTP_REPLY_MALFORMED;
+}
+
+static char smtp_reply_printable(char c)
+{
+    return ((unsigned char)c >= 0x20 && (unsigned char)c < 0x7f) ? c : '?';
 }
 
 enum smtp_reply_status smtp_reply_parse(struct evbuffer *in, struct smtp_reply *r,
                                         struct etrn_err *err)
 {
-    char line[SMTP_REPLY_PARSE_LINE_MAX + 2];
+    char line[SMTP_REPLY_PARSE_LINE_MAX + 1];
+    size_t ends[SMTP_REPLY_MAX_LINES];   /* offset just past each line's LF */
     size_t off = 0;
     int first_code = 0;
     unsigned flags = 0;
     size_t nlines = 0;
     size_t buflen = evbuffer_get_length(in);
 
-    /* Pass 1: find the last line, validating as we go, without consuming. */
+    /* Pass 1: find the last line, validating as we go, consuming nothing unless the
+     * input is already known to be malformed. */
     for (;;) {
-        struct evbuffer_ptr start;
-        if (off >= buflen)
-            return SMTP_REPLY_INCOMPLETE;
-        evbuffer_ptr_set(in, &start, off, EVBUFFER_PTR_SET);
-        struct evbuffer_ptr lf = evbuffer_search(in, "\n", 1, &start);
-        if (lf.pos < 0) {
-            if (buflen - off > SMTP_REPLY_PARSE_LINE_MAX + 1) {
-                evbuffer_drain(in, buflen);
-                return err_set(err, "reply line longer than %d octets", SMTP_REPLY_PARSE_LINE_MAX),
-                       SMTP_REPLY_MALFORMED;
+        ev_ssize_t lfpos = smtp_reply_find_lf(in, off, SMTP_REPLY_PARSE_LINE_MAX);
+        if (lfpos < 0) {
+            if (buflen - off >= SMTP_REPLY_PARSE_LINE_MAX) {
+                /* No LF within the longest line we accept: whatever comes is garbage
+                 * and holding it would let a peer grow our buffer without bound. */
+                err_set(err, "reply line longer than %d octets", SMTP_REPLY_PARSE_LINE_MAX);
+                return smtp_reply_reject(in, buflen);
             }
             return SMTP_REPLY_INCOMPLETE;
         }
-        size_t len = (size_t)lf.pos - off; /* without the LF */
-        if (len > SMTP_REPLY_PARSE_LINE_MAX + 1) {
-            evbuffer_drain(in, (size_t)lf.pos + 1);
-            err_set(err, "reply line longer than %d octets", SMTP_REPLY_PARSE_LINE_MAX);
-            return SMTP_REPLY_MALFORMED;
+        size_t end = (size_t)lfpos + 1;
+        size_t len = (size_t)lfpos - off;   /* without the LF, at most PARSE_LINE_MAX - 1 */
+        struct evbuffer_ptr start;
+        evbuffer_ptr_set(in, &start, off, EVBUFFER_PTR_SET);
+        if (evbuffer_copyout_from(in, &start, line, len) != (ev_ssize_t)len) {
+            err_set(err, "reply buffer could not be read");
+            return smtp_reply_reject(in, end);
         }
-        evbuffer_copyout_from(in, &start, line, len);
         line[len] = '\0';
         if (len > 0 && line[len - 1] == '\r')
             len--;
@@ -103,26 +130,23 @@ enum smtp_reply_status smtp_reply_parse(struct evbuffer *in, struct smtp_reply *
             char shown[40];
             size_t k;
             for (k = 0; k < len && k < 32; k++)
-                shown[k] = ((unsigned char)line[k] >= 0x20 && (unsigned char)line[k] < 0x7f) ? line[k] : '?';
+                shown[k] = smtp_reply_printable(line[k]);
             shown[k] = '\0';
-            evbuffer_drain(in, (size_t)lf.pos + 1);
             err_set(err, "not a reply line: '%s'", shown);
-            return SMTP_REPLY_MALFORMED;
+            return smtp_reply_reject(in, end);
         }
         int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
-        if (nlines == 0)
+        if (nlines == 0) {
             first_code = code;
-        else if (code != first_code) {
-            evbuffer_drain(in, (size_t)lf.pos + 1);
+        } else if (code != first_code) {
             err_set(err, "reply lines disagree on the code: %d then %d", first_code, code);
-            return SMTP_REPLY_MALFORMED;
+            return smtp_reply_reject(in, end);
         }
-        nlines++;
-        if (nlines > SMTP_REPLY_MAX_LINES) {
-            evbuffer_drain(in, (size_t)lf.pos + 1);
+        if (nlines == SMTP_REPLY_MAX_LINES) {
             err_set(err, "reply has more than %d lines", SMTP_REPLY_MAX_LINES);
-            return SMTP_REPLY_MALFORMED;
+            return smtp_reply_reject(in, end);
         }
+        ends[nlines++] = end;
         int last;
         if (len == 3) {
             last = 1;
@@ -132,12 +156,11 @@ enum smtp_reply_status smtp_reply_parse(struct evbuffer *in, struct smtp_reply *
         } else if (line[3] == '-') {
             last = 0;
         } else {
-            evbuffer_drain(in, (size_t)lf.pos + 1);
             err_set(err, "reply code %d followed by '%c', not SP or '-'", code,
-                    ((unsigned char)line[3] >= 0x20 && (unsigned char)line[3] < 0x7f) ? line[3] : '?');
-            return SMTP_REPLY_MALFORMED;
+                    smtp_reply_printable(line[3]));
+            return smtp_reply_reject(in, end);
         }
-        off = (size_t)lf.pos + 1;
+        off = end;
         if (last)
             break;
     }
@@ -151,13 +174,11 @@ enum smtp_reply_status smtp_reply_parse(struct evbuffer *in, struct smtp_reply *
     r->enh[0] = '\0';
     size_t pos = 0;
     for (size_t i = 0; i < nlines; i++) {
-        struct evbuffer_ptr start;
-        evbuffer_ptr_set(in, &start, pos, EVBUFFER_PTR_SET);
-        struct evbuffer_ptr lf = evbuffer_search(in, "\n", 1, &start);
-        size_t len = (size_t)lf.pos - pos;
-        evbuffer_copyout_from(in, &start, line, len);
+        size_t len = ends[i] - pos;   /* with the LF */
+        evbuffer_remove(in, line, len);
+        /* Both strbufs are sized for SMTP_REPLY_MAX_LINES full lines: these fit. */
         strbuf_append(&r->raw, line, len);
-        strbuf_append(&r->raw, "\n", 1);
+        len--;
         if (len > 0 && line[len - 1] == '\r')
             len--;
         const char *t = len > 4 ? line + 4 : "";
@@ -167,32 +188,34 @@ enum smtp_reply_status smtp_reply_parse(struct evbuffer *in, struct smtp_reply *
         if (i > 0)
             strbuf_append(&r->text, "\n", 1);
         strbuf_append(&r->text, t, tl);
-        pos = (size_t)lf.pos + 1;
+        pos = ends[i];
     }
-    evbuffer_drain(in, off);
     return SMTP_REPLY_OK;
 }
 
 int smtp_reply_has_keyword(const struct smtp_reply *r, const char *kw, const char **params)
 {
+    /* RFC 5321 §4.1.1.1: the first line of an EHLO reply is the server's domain and
+     * greeting; keywords start on the second line. */
     size_t kl = strlen(kw);
-    const char *p = r->text.data;
-    while (p && *p) {
+    const char *p = r->nlines > 1 ? strchr(r->text.data, '\n') : NULL;
+    while (p != NULL) {
+        p++;
         const char *end = strchr(p, '\n');
         size_t ll = end ? (size_t)(end - p) : strlen(p);
         size_t wl = 0;
-        while (wl < ll && p[wl] != ' ' && p[wl] != '=')
+        while (wl < ll && p[wl] != ' ')
             wl++;
-        if (wl == kl && str_ncasecmp(p, kw, kl) == 0) {
+        if (kl > 0 && wl == kl && str_ncasecmp(p, kw, kl) == 0) {
             if (params) {
                 const char *q = p + wl;
-                while (q < p + ll && (*q == ' ' || *q == '='))
+                while (q < p + ll && *q == ' ')
                     q++;
                 *params = q;
             }
             return 1;
         }
-        p = end ? end + 1 : NULL;
+        p = end;
     }
     return 0;
 }

@@ -20,7 +20,8 @@
 
 struct evbuffer;
 
-#define SMTP_REPLY_PARSE_LINE_MAX 4096   /* longest reply line accepted at all */
+#define SMTP_REPLY_PARSE_LINE_MAX 4096   /* longest reply line accepted at all (octets,
+                                            line ending included) */
 #define SMTP_REPLY_MAX_LINES      256    /* more lines in one reply: malformed */
 
 #define SMTP_REPLY_BARE_LF   0x1u   /* some line ended with LF only */
@@ -40,7 +41,8 @@ struct smtp_reply {
 enum smtp_reply_status {
     SMTP_REPLY_OK,           /* r holds a complete reply, consumed from the buffer */
     SMTP_REPLY_INCOMPLETE,   /* need more input; nothing consumed */
-    SMTP_REPLY_MALFORMED     /* err says why; the offending bytes up to the next LF are consumed */
+    SMTP_REPLY_MALFORMED     /* err says why; the input through the offending line's LF is
+                                consumed (all of it if no LF came within 4096 octets) */
 };
 
 void smtp_reply_init(struct smtp_reply *r);
@@ -50,8 +52,11 @@ enum smtp_reply_status smtp_reply_parse(struct evbuffer *in, struct smtp_reply *
 
 /* Parses "X.Y.Z" at the start of text; returns its length (0 if none). */
 size_t smtp_enhanced_code_parse(const char *text, size_t len, char out[16]);
-/* Returns 1 if the text of line (the part after the code) has a keyword kw (case-insensitive)
- * as its first word, as in EHLO replies; params points after it (may be NULL). */
+/* Returns 1 if the text of a line (the part after the code) has the keyword kw
+ * (case-insensitive) as its first word, as in EHLO replies. The first line is the
+ * server's domain and greeting (RFC 5321 §4.1.1.1) and is not searched. If params is
+ * not NULL it is set to the rest of that line after the spaces following the keyword;
+ * it ends at '\n' (the next line) or at the NUL. */
 int smtp_reply_has_keyword(const struct smtp_reply *r, const char *kw, const char **params);
 
 /* Writers: one line each, CRLF appended; enh may be NULL or "" for none. Lines longer

@@ -48,6 +48,9 @@ static int strbuf_reserve(struct strbuf *sb, size_t extra)
     size_t cap = sb->cap ? sb->cap : 64;
     while (cap < need)
         cap = cap > ((size_t)-1) / 2 ? need : cap * 2;
+    /* Doubling stops at the limit: never hold more than limit + 1 bytes. */
+    if (sb->limit != STRBUF_UNLIMITED && cap > sb->limit + 1)
+        cap = sb->limit + 1;
     char *p = sb->cap ? realloc(sb->data, cap) : malloc(cap);
     if (p == NULL)
         return -1;

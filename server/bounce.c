@@ -67,8 +67,10 @@ int bounce_compose(const struct bounce_report *rep, struct strbuf *out, struct e
     bounce_date(rep->now, date, sizeof date);
     bounce_date(rep->arrival, arrival, sizeof arrival);
     bounce_counter++;
-    str_format(boundary, sizeof boundary, "=_etrnd_%s_%lld_%u/%s", rep->qid, (long long)rep->now,
-               bounce_counter, rep->myhostname);
+    /* RFC 2046: at most 70 characters; what varies most comes first so a cut keeps it. */
+    str_format(boundary, sizeof boundary, "=_etrnd_%lld_%u_%s", (long long)rep->now, bounce_counter,
+               rep->qid);
+    boundary[70] = '\0';
     const char *me = rep->myhostname;
     int bad = 0;
 

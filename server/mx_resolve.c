@@ -8,6 +8,8 @@
  * persistent libevent event, and one timer follows ares_timeout(). Results are handed
  * to the caller through a per-lookup event so that a caller may free the resolver from
  * its callback and never runs inside c-ares. */
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
@@ -175,7 +177,8 @@ static const char *mx_status_text(int status)
     case ARES_ENOTFOUND: return "not found (NXDOMAIN)";
     case ARES_ESERVFAIL: return "server failure (SERVFAIL)";
     case ARES_ETIMEOUT: return "timed out";
-    case ARES_ECONNREFUSED: return "connection refused";
+    /* c-ares reports "every server answered SERVFAIL/REFUSED or was unreachable" so */
+    case ARES_ECONNREFUSED: return "no usable answer from the DNS server (SERVFAIL, REFUSED or unreachable)";
     case ARES_EREFUSED: return "query refused";
     case ARES_EFORMERR: return "format error";
     case ARES_EBADRESP: return "malformed response";

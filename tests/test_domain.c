@@ -7,7 +7,6 @@
 #include <cmocka.h>
 
 #include "domain.h"
-#include "netaddr.h"
 
 static int check(const char *s, unsigned flags, struct etrn_err *err)
 {
@@ -93,26 +92,119 @@ static void test_domain_normalize_and_address_domain(void **state)
     assert_int_equal(domain_label_count("a.b.c"), 3);
 }
 
-static void test_netmask_contains_v4_v6_and_mapped(void **state)
+static void test_domain_error_messages_name_the_problem(void **state)
 {
     (void)state;
     struct etrn_err err;
-    struct netmask m;
-    struct netaddr a;
-    assert_int_equal(netmask_parse("127.0.0.0/8", &m, &err), 0);
-    assert_int_equal(netaddr_parse("127.9.9.9:25", 25, &a, &err), 0);
-    assert_true(netmask_contains(&m, (struct sockaddr *)&a.ss));
-    assert_int_equal(netaddr_parse("[::ffff:127.0.0.2]:25", 25, &a, &err), 0);
-    assert_true(netmask_contains(&m, (struct sockaddr *)&a.ss));
-    assert_int_equal(netaddr_parse("10.0.0.1", 25, &a, &err), 0);
-    assert_false(netmask_contains(&m, (struct sockaddr *)&a.ss));
-    assert_int_equal(netmask_parse("127.0.0.0/33", &m, &err), -1);
-    char text[NETADDR_TEXT_MAX];
-    assert_int_equal(netaddr_parse("[::1]:2525", -1, &a, &err), 0);
-    assert_int_equal(netaddr_format((struct sockaddr *)&a.ss, text, sizeof text), 0);
-    assert_string_equal(text, "[::1]:2525");
-    assert_int_equal(netaddr_parse("127.0.0.1", -1, &a, &err), -1);
-    assert_non_null(strstr(err.msg, "port is required"));
+    assert_int_equal(check("a_b.test", DOMAIN_REQUIRE_FQDN, &err), -1);
+    assert_string_equal(err.msg, "'a_b.test': label 'a_b' has invalid character '_'");
+    assert_int_equal(check("localname", DOMAIN_REQUIRE_FQDN, &err), -1);
+    assert_string_equal(err.msg, "'localname' is not fully qualified");
+    assert_int_equal(check("localname.", DOMAIN_REQUIRE_FQDN, &err), -1);
+    assert_int_equal(check("a..test", 0, &err), -1);
+    assert_string_equal(err.msg, "'a..test': empty label");
+    assert_int_equal(check(".a.test", 0, &err), -1);
+    assert_non_null(strstr(err.msg, "empty label"));
+    assert_int_equal(check("a.test..", 0, &err), -1);
+    assert_non_null(strstr(err.msg, "empty label"));
+    assert_int_equal(check("", 0, &err), -1);
+    assert_int_equal(check(".", 0, &err), -1);
+    assert_int_equal(check("-a.test", 0, &err), -1);
+    assert_string_equal(err.msg, "'-a.test': label '-a' starts or ends with '-'");
+    assert_int_equal(check("a-.test", 0, &err), -1);
+    assert_int_equal(check("x.te st", 0, &err), -1);
+    assert_string_equal(err.msg, "'x.te st': label 'te st' has invalid character ' '");
+    assert_int_equal(domain_check("a\0b.test", 8, 0, &err), -1);
+    assert_non_null(strstr(err.msg, "invalid byte 0x00"));
+    assert_int_equal(check("caf\xc3\xa9.test", 0, &err), -1);
+    assert_non_null(strstr(err.msg, "invalid byte 0xc3"));
+}
+
+static void test_domain_underscore_allowed_only_on_request(void **state)
+{
+    (void)state;
+    struct etrn_err err;
+    assert_int_equal(check("_dmarc.a.test", DOMAIN_ALLOW_UNDERSCORE | DOMAIN_REQUIRE_FQDN, &err), 0);
+    assert_int_equal(check("_dmarc.a.test", DOMAIN_REQUIRE_FQDN, &err), -1);
+}
+
+static void test_domain_length_boundaries_63_and_253(void **state)
+{
+    (void)state;
+    struct etrn_err err;
+    char name[300];
+    /* a label of exactly 63 octets is fine, 64 is not */
+    memset(name, 'a', 63);
+    memcpy(name + 63, ".test", 6);
+    assert_int_equal(check(name, DOMAIN_REQUIRE_FQDN, &err), 0);
+    memset(name, 'a', 64);
+    memcpy(name + 64, ".test", 6);
+    assert_int_equal(check(name, DOMAIN_REQUIRE_FQDN, &err), -1);
+    assert_non_null(strstr(err.msg, "label longer than 63 octets"));
+    /* 4 labels of 63 + 3 dots = 255 octets; build exactly 253 = 63+1+63+1+63+1+61 */
+    size_t p = 0;
+    for (int i = 0; i < 3; i++) {
+        memset(name + p, 'b', 63);
+        p += 63;
+        name[p++] = '.';
+    }
+    memset(name + p, 'c', 61);
+    p += 61;
+    name[p] = '\0';
+    assert_int_equal(strlen(name), 253);
+    assert_int_equal(check(name, DOMAIN_REQUIRE_FQDN, &err), 0);
+    name[p] = '.';                /* with its trailing dot: still 253 */
+    name[p + 1] = '\0';
+    assert_int_equal(check(name, DOMAIN_REQUIRE_FQDN, &err), 0);
+    name[p] = 'c';                /* 254 */
+    assert_int_equal(check(name, DOMAIN_REQUIRE_FQDN, &err), -1);
+    assert_non_null(strstr(err.msg, "name longer than 253 octets"));
+    assert_true(strlen(err.msg) < sizeof err.msg - 1);   /* quoted name is shortened */
+}
+
+static void test_domain_within_and_equal_edge_cases(void **state)
+{
+    (void)state;
+    assert_true(domain_is_within("A.Foo.Test.", "foo.test"));
+    assert_true(domain_is_within("a.foo.test", "foo.test."));
+    assert_false(domain_is_within("foo.test", "a.foo.test"));
+    assert_false(domain_is_within("foo.test", ""));
+    assert_false(domain_is_within("afoo.test", "foo.test"));
+    assert_true(domain_equal("x.test", "X.TEST"));
+    assert_false(domain_equal("x.test.", "x.test.."));
+    assert_false(domain_equal("x.test", "y.test"));
+}
+
+static void test_domain_of_address_strips_angle_bracket(void **state)
+{
+    (void)state;
+    assert_string_equal(domain_of_address("<user@Node.Test>"), "Node.Test");
+    assert_string_equal(domain_of_address("user@node.test"), "node.test");
+    const char *addr = "a@b.test";
+    assert_ptr_equal(domain_of_address(addr), addr + 2);
+    assert_string_equal(domain_of_address("user@"), "");
+    assert_string_equal(domain_of_address("<user@>"), "");
+    assert_null(domain_of_address("<>"));
+    char big[400];
+    memset(big, 'd', sizeof big);
+    big[0] = 'u';
+    big[1] = '@';
+    big[sizeof big - 2] = '>';
+    big[sizeof big - 1] = '\0';
+    assert_null(domain_of_address(big));
+}
+
+static void test_domain_label_count_and_normalize(void **state)
+{
+    (void)state;
+    assert_int_equal(domain_label_count(""), 0);
+    assert_int_equal(domain_label_count("test"), 1);
+    assert_int_equal(domain_label_count("a.b.c."), 3);
+    char out[10];
+    assert_int_equal(domain_normalize("ABC.TEST.", out, sizeof out), 0);
+    assert_string_equal(out, "abc.test");
+    assert_int_equal(domain_normalize("abcd.test", out, sizeof out), 0);
+    assert_int_equal(domain_normalize("abcde.test", out, sizeof out), -1);
 }
 
 int main(void)
@@ -125,7 +217,12 @@ int main(void)
         cmocka_unit_test(test_domain_equal_ignores_case_and_trailing_dot),
         cmocka_unit_test(test_domain_within_is_label_aligned),
         cmocka_unit_test(test_domain_normalize_and_address_domain),
-        cmocka_unit_test(test_netmask_contains_v4_v6_and_mapped),
+        cmocka_unit_test(test_domain_error_messages_name_the_problem),
+        cmocka_unit_test(test_domain_underscore_allowed_only_on_request),
+        cmocka_unit_test(test_domain_length_boundaries_63_and_253),
+        cmocka_unit_test(test_domain_within_and_equal_edge_cases),
+        cmocka_unit_test(test_domain_of_address_strips_angle_bracket),
+        cmocka_unit_test(test_domain_label_count_and_normalize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

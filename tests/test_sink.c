@@ -194,7 +194,7 @@ static void sha256_hex(const char *text, char out[65])
     unsigned len = 0;
     EVP_Digest(text, strlen(text), md, &len, EVP_sha256(), NULL);
     for (unsigned i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
+        str_format(out + 2 * i, 3, "%02x", md[i]);
 }
 
 static const struct sink_journal_entry *only_delivery(struct fixture *f)

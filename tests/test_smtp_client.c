@@ -60,9 +60,11 @@ struct sink {
     struct strbuf commands;  /* every command line, "\n"-separated */
     struct strbuf data;      /* every DATA text as received (still dot-stuffed), "<END>\n" after each */
     unsigned messages;
+    struct sink_conn *conns;     /* open connections, closed at teardown */
 };
 
 struct sink_conn {
+    struct sink_conn *next;
     struct sink *k;
     struct bufferevent *bev;
     int in_data;
@@ -73,6 +75,11 @@ struct sink_conn {
 
 static void sink_conn_close(struct sink_conn *sc)
 {
+    struct sink_conn **pp = &sc->k->conns;
+    while (*pp && *pp != sc)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = sc->next;
     bufferevent_free(sc->bev);
     strbuf_free(&sc->held);
     free(sc);
@@ -231,6 +238,8 @@ static void sink_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct 
     k->connections++;
     struct sink_conn *sc = calloc(1, sizeof(*sc));
     sc->k = k;
+    sc->next = k->conns;
+    k->conns = sc;
     strbuf_init(&sc->held, 65536);
     sc->bev = bufferevent_socket_new(k->base, fd, BEV_OPT_CLOSE_ON_FREE);
     bufferevent_setcb(sc->bev, sink_on_read, NULL, sink_on_event, sc);
@@ -270,6 +279,7 @@ struct fixture {
     int sent_calls;
     struct smtp_message_result res;
     int rcpt_code[8];
+    size_t nrcpt_sent;
     int closed;
     char body_path[64];
     int body_fd;
@@ -328,6 +338,8 @@ static int teardown(void **state)
     struct fixture *f = *state;
     smtp_client_free(f->c);
     evconnlistener_free(f->sink.lst);
+    while (f->sink.conns)
+        sink_conn_close(f->sink.conns);
     strbuf_free(&f->sink.commands);
     strbuf_free(&f->sink.data);
     if (f->sink.tls_ctx)
@@ -361,7 +373,7 @@ static void on_sent(struct smtp_client *c, const struct smtp_message_result *res
     f->res = *res;
     for (size_t i = 0; i < 8; i++)
         f->rcpt_code[i] = 0;
-    for (size_t i = 0; i < 3; i++)
+    for (size_t i = 0; i < f->nrcpt_sent; i++)
         f->rcpt_code[i] = res->rcpt_code[i];
     f->res.rcpt_code = NULL;
     f->res.rcpt_reply = NULL;
@@ -408,6 +420,7 @@ static void send_msg(struct fixture *f, size_t nrcpt)
     m.size = (uint64_t)st.size;
     struct etrn_err err;
     f->sent_calls = 0;
+    f->nrcpt_sent = nrcpt;
     assert_int_equal(smtp_client_send(f->c, &m, on_sent, f, &err), 0);
     assert_int_equal(f->sent_calls, 0);
     run_loop(f);
@@ -707,6 +720,7 @@ static void test_client_refuses_address_with_line_break(void **state)
     struct smtp_message m = { "s@origin.test", bad, 1, 3, f->body_fd };
     struct etrn_err err;
     f->sent_calls = 0;
+    f->nrcpt_sent = 1;
     assert_int_equal(smtp_client_send(f->c, &m, on_sent, f, &err), 0);
     run_loop(f);
     assert_int_equal(f->sent_calls, 1);

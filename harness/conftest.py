@@ -1,0 +1,137 @@
+"""Fixtures for the etrnkit end-to-end harness: paths, processes that are always stopped,
+a DNS server (dnsmasq), SMTP sinks and etrnd itself.
+
+Environment: ETRNKIT_ROOT (the tree, default: this folder's parent), ETRNKIT_BIN (the
+binaries, default ROOT/bin), ETRNKIT_FAULT_ROUNDS (size of the fault tests, default 20).
+Only loopback addresses are used: etrnd and dnsmasq on 127.0.0.1, the node's MX sink on
+127.0.0.2, and a trap sink on 127.0.0.1 at the sink port that must never receive mail
+(127.0.0.1 is where the ETRN client connects from: "delivered to the requester").
+"""
+import os
+import sys
+
+import pytest
+
+HARNESS = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HARNESS)
+
+from lib import dns as dns_mod          # noqa: E402
+from lib import etrnd as etrnd_mod      # noqa: E402
+from lib import net, procs as procs_mod, sink as sink_mod  # noqa: E402
+
+ROOT = os.path.abspath(os.environ.get("ETRNKIT_ROOT", os.path.dirname(HARNESS)))
+BIN = os.path.abspath(os.environ.get("ETRNKIT_BIN", os.path.join(ROOT, "bin")))
+FAULT_ROUNDS = max(1, int(os.environ.get("ETRNKIT_FAULT_ROUNDS", "20")))
+
+# DNS: every node's MX is the sink on 127.0.0.2. HELD are etrnd's etrn_domains; direct.test
+# is relayed at once (a control that shows the delivery path works without ETRN).
+NODES = {"node.test": "127.0.0.2", "other.test": "127.0.0.2", "direct.test": "127.0.0.2"}
+HELD = ["node.test", "other.test"]
+MX_ADDR = "127.0.0.2"
+REQUESTER_ADDR = "127.0.0.1"
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+def _failed(request):
+    rep = getattr(request.node, "rep_call", None)
+    return rep is None or rep.failed
+
+
+@pytest.fixture(scope="session")
+def root():
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def bindir():
+    return BIN
+
+
+@pytest.fixture(scope="session")
+def etrnd_bin():
+    path = os.path.join(BIN, "etrnd")
+    if not os.access(path, os.X_OK):
+        pytest.skip("%s is not built (make programs)" % path)
+    return path
+
+
+@pytest.fixture
+def procs(tmp_path):
+    p = procs_mod.Procs(tmp_path)
+    try:
+        yield p
+    finally:
+        p.stop_all()
+
+
+@pytest.fixture
+def sink_port():
+    return net.free_port(MX_ADDR, REQUESTER_ADDR)
+
+
+def _sink_fixture(addr, name):
+    @pytest.fixture
+    def fixture(sink_port):
+        s = sink_mod.Sink(addr, sink_port, name=name).start()
+        try:
+            yield s
+        finally:
+            s.stop()
+    return fixture
+
+
+sink = _sink_fixture(MX_ADDR, "mx1.node.test")
+trap = _sink_fixture(REQUESTER_ADDR, "requester.trap")
+
+
+@pytest.fixture
+def dns(procs, tmp_path):
+    if not dns_mod.Dnsmasq.available():
+        pytest.skip("dnsmasq is not installed")
+    return dns_mod.Dnsmasq(procs, tmp_path, NODES).start()
+
+
+@pytest.fixture
+def make_etrnd(procs, tmp_path, etrnd_bin, request):
+    """make_etrnd(settings=[...], dns=d, sink_port=p, name="etrnd") -> a started Etrnd
+    (start=False to only write its config). Defaults hold node.test and other.test for ETRN."""
+    made = []
+
+    def make(settings=(), dns=None, sink_port=None, name="etrnd", start=True):
+        base = [("etrn_domains", ", ".join(HELD)), ("etrn_rate_limit", "0")]
+        if dns is not None:
+            base.append(("dns_server", "127.0.0.1:%d" % dns.port))
+        if sink_port is not None:
+            base.append(("smtp_port", str(sink_port)))
+        given = list(settings.items()) if isinstance(settings, dict) else list(settings)
+        keys = {k for k, _ in given}
+        d = etrnd_mod.Etrnd(procs, tmp_path, BIN, [kv for kv in base if kv[0] not in keys] + given,
+                            name=name)
+        made.append(d)
+        if start:
+            d.start()
+        else:
+            d.write_config()
+        return d
+
+    yield make
+    if _failed(request):
+        for d in made:
+            sys.stderr.write(d.diagnostics() + "\n")
+    for d in made:
+        d.stop()
+
+
+@pytest.fixture
+def relay(make_etrnd, dns, sink, trap, sink_port):
+    """The usual set-up: dnsmasq (MX for the nodes → 127.0.0.2), the MX sink, the trap
+    sink on the requester's address, and etrnd holding mail for the nodes."""
+    d = make_etrnd(dns=dns, sink_port=sink_port)
+    d.sink, d.trap, d.dns = sink, trap, dns
+    return d

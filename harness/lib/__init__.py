@@ -1,0 +1,1 @@
+"""Helpers for the etrnkit end-to-end harness and the benchmark drivers (thin glue only)."""

@@ -1,0 +1,42 @@
+"""The harness's own pieces work before they are used against etrnd: dnsmasq answers MX
+for the nodes, the sink stores what swaks sends (dot-unstuffed, with its Message-ID), and
+withheld replies stay withheld."""
+from lib import smtp, tools
+from conftest import MX_ADDR
+
+
+def test_dnsmasq_serves_mx_for_the_nodes(dns):
+    assert dns.lookup("node.test", "MX") [0] == "10 mx1.node.test."
+    assert dns.lookup("mx1.node.test", "A")[0] == MX_ADDR
+    assert dns.lookup("unknown.test", "A")[0] == ""
+
+
+def test_sink_stores_what_swaks_sends(sink, sink_port):
+    r = tools.swaks(sink_port, server=MX_ADDR, msgid="setup-1@etrnkit.test",
+                    body="line one\n.leading dot\nend")
+    assert r.returncode == 0, r.stdout + r.stderr
+    sink.wait_count(1)
+    m = sink.messages[0]
+    assert sink.message_ids() == ["<setup-1@etrnkit.test>"]
+    assert m["rcpts"] == ["u@node.test"] and m["local"] == MX_ADDR
+    assert b"\r\n.leading dot\r\n" in m["data"]
+
+
+def test_sink_withholds_replies_after_the_limit(sink, sink_port):
+    sink.hold_after = 1
+    c = smtp.SmtpConn(MX_ADDR, sink_port)
+    try:
+        c.ehlo()
+        assert c.send_message("s@example.org", ["u@node.test"], smtp.make_message("h1")) == 250
+        c.sock.settimeout(0.5)
+        try:
+            c.send_message("s@example.org", ["u@node.test"], smtp.make_message("h2"))
+            answered = True
+        except OSError:
+            answered = False
+        assert not answered and len(sink.held()) == 1
+        sink.release()
+        c.sock.settimeout(20)
+        assert c.read_reply()[0] == 250
+    finally:
+        c.close()
