@@ -89,4 +89,30 @@ int spool_note_attempt(struct spool *sp, const char *id, time_t when, const char
 /* Free space check used before accepting DATA: 0 if at least bytes are free. */
 int spool_space_ok(struct spool *sp, uint64_t bytes);
 
+/* --- Added by the spool's owner (do not change the declarations above). --- */
+
+/* What spool_open found on disk and repaired, for etrnd's startup log. A quarantined
+ * envelope (unreadable, or its body is missing) is moved to <dir>/corrupt/, never dropped. */
+#define SPOOL_RECOVERY_NAMES 8
+struct spool_recovery {
+    size_t entries;          /* entries in the index after recovery */
+    size_t bodies;           /* message bodies they share */
+    size_t tmp_removed;      /* temporary files of unacknowledged messages removed */
+    size_t orphans_removed;  /* bodies without envelopes removed (never acknowledged, or done) */
+    size_t completed;        /* envelopes of an interrupted multi-domain commit completed */
+    size_t quarantined;      /* envelopes moved to <dir>/corrupt/ (read-only open: skipped) */
+    size_t foreign;          /* files the spool did not write, left where they are */
+    char quarantined_names[SPOOL_RECOVERY_NAMES][256];   /* "name: reason", the first few */
+};
+const struct spool_recovery *spool_recovery_report(const struct spool *sp);
+
+/* Opens a spool another etrnd may hold, for `etrnd --queue`: takes no lock, repairs
+ * nothing, and tolerates files changing under it. Counting, collecting, listing and
+ * spool_entry_get work; writers, removal and updates fail. */
+int spool_open_readonly(struct spool **out, const char *dir, struct etrn_err *err);
+
+/* 1 when every commit and update is fsynced (always, unless the environment variable
+ * ETRND_SPOOL_NO_FSYNC=1 was set at spool_open — for building benchmark spools only). */
+int spool_is_durable(const struct spool *sp);
+
 #endif
