@@ -59,8 +59,11 @@ PROGRAMS  := $(if $(wildcard server/main.c),$(BINDIR)/etrnd) \
              $(if $(wildcard conformance/main.c),$(BINDIR)/etrncheck) \
              $(if $(wildcard client/main.c),$(BINDIR)/etrn)
 TESTS     := $(patsubst tests/%.c,$(O)/tests/%,$(TEST_SRC))
+# bench/*.c: each file is one benchmark or load tool, linked with every archive.
+BENCH_SRC := $(wildcard bench/*.c)
+BENCHES   := $(patsubst bench/%.c,$(O)/bench/%,$(BENCH_SRC))
 
-.PHONY: all deps programs tests test unit-test asan-test harness-test run bench bench-full \
+.PHONY: all deps programs tests benches test unit-test asan-test harness-test run bench bench-full \
         fuzz check-faults install clean
 
 all: deps programs tests
@@ -71,6 +74,7 @@ deps:
 
 programs: $(PROGRAMS)
 tests: $(TESTS)
+benches: $(BENCHES)
 
 # --- archives ---------------------------------------------------------------
 define archive_rule
@@ -117,6 +121,10 @@ $(O)/tests/%: tests/%.c $(ALL_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(ALL_A) $(LDLIBS) $(CMOCKA_LIBS)
 
+$(O)/bench/%: bench/%.c $(ALL_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(ALL_A) $(LDLIBS)
+
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
 
 # --- tests ------------------------------------------------------------------
@@ -141,10 +149,10 @@ test: deps
 run: deps programs
 	scripts/run-catalogue
 
-bench: deps programs
+bench: deps programs benches
 	scripts/run-bench --quick
 
-bench-full: deps programs
+bench-full: deps programs benches
 	scripts/run-bench
 
 fuzz: deps
