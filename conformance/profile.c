@@ -309,8 +309,16 @@ int profile_expand(const struct target_profile *p, const char *in, struct strbuf
         if (vars[i].value == NULL)
             return err_set(err, "placeholder '{%s}' has no value (set %s in the profile)",
                            vars[i].name, vars[i].name);
-        if (strbuf_append_str(out, vars[i].value) < 0)
+        if (strcmp(vars[i].name, "config_file") == 0 && strchr(vars[i].value, '{')) {
+            /* config_file is itself a template ({workdir}/etrnd.conf); expanded without
+             * itself so that a self-reference ends in an error, not a loop */
+            struct target_profile inner = *p;
+            inner.config_file = NULL;
+            if (profile_expand(&inner, vars[i].value, out, err) < 0)
+                return -1;
+        } else if (strbuf_append_str(out, vars[i].value) < 0) {
             return err_set(err, "expanded text too long");
+        }
         s = close + 1;
     }
     return 0;

@@ -23,9 +23,11 @@ ROOT = os.path.abspath(os.environ.get("ETRNKIT_ROOT", os.path.dirname(HARNESS)))
 BIN = os.path.abspath(os.environ.get("ETRNKIT_BIN", os.path.join(ROOT, "bin")))
 FAULT_ROUNDS = max(1, int(os.environ.get("ETRNKIT_FAULT_ROUNDS", "20")))
 
-# DNS: every node's MX is the sink on 127.0.0.2. HELD are etrnd's etrn_domains; direct.test
-# is relayed at once (a control that shows the delivery path works without ETRN).
-NODES = {"node.test": "127.0.0.2", "other.test": "127.0.0.2", "direct.test": "127.0.0.2"}
+# DNS: every node's MX is the sink on 127.0.0.2. HELD are etrnd's etrn_domains (their
+# subdomains sub.node.test and deep.sub.node.test are held too, for `ETRN @node.test`);
+# direct.test is relayed at once (a control that shows the delivery path works without ETRN).
+NODES = {"node.test": "127.0.0.2", "other.test": "127.0.0.2", "direct.test": "127.0.0.2",
+         "sub.node.test": "127.0.0.2", "deep.sub.node.test": "127.0.0.2"}
 HELD = ["node.test", "other.test"]
 MX_ADDR = "127.0.0.2"
 REQUESTER_ADDR = "127.0.0.1"

@@ -136,6 +136,9 @@ const char *scenario_step_kind_name(enum scenario_step_kind k)
     case SCENARIO_STEP_DRAIN: return "drain";
     case SCENARIO_STEP_CLOSE: return "close";
     case SCENARIO_STEP_REPEAT: return "repeat";
+    case SCENARIO_STEP_RELAY: return "relay";
+    case SCENARIO_STEP_RELAY_RULE: return "relay rule";
+    case SCENARIO_STEP_EXPECT_CLIENT: return "expect-client";
     }
     return "?";
 }
@@ -543,6 +546,7 @@ static void step_free(struct scenario_step *s)
     free(s->hostile.kind);
     free(s->hostile.from);
     free(s->hostile.script);
+    free(s->relay.verb);
     for (size_t i = 0; i < s->nchildren; i++)
         step_free(&s->children[i]);
     free(s->children);
@@ -1073,6 +1077,160 @@ static int parse_check_only(struct parser *p, struct scenario_step *s, char **w,
     return tail;
 }
 
+/* ---- client conformance: relay blocks and expect-client ----------------------------- */
+
+static int in_relay(const struct parser *p)
+{
+    return p->depth > 0 && p->blocks[p->depth - 1].kind == SCENARIO_STEP_RELAY;
+}
+
+static int is_relay_word(const char *k)
+{
+    return strcmp(k, "on") == 0 || strcmp(k, "ehlo-keywords") == 0 || strcmp(k, "tls") == 0 ||
+           strcmp(k, "nodes") == 0;
+}
+
+/* on VERB [conn N] [nth N] [delay DUR] [pace DUR] reply CODE [TEXT] | ... close */
+static int parse_relay_on(struct parser *p, struct scenario_step *s, char **w, int n)
+{
+    static const char *const verbs[] = {"CONNECT", "EHLO", "HELO", "ETRN", "STARTTLS",
+                                        "QUIT", "NOOP", "RSET", "OTHER"};
+    struct scenario_relay_rule *r = &s->relay;
+    const char *usage = "usage: on VERB [conn N] [nth N] [delay DUR] [pace DUR] "
+                        "(reply CODE [TEXT] | close)";
+    if (n < 3)
+        return perr(p, "%s", usage);
+    int known = 0;
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+        if (str_casecmp(w[1], verbs[i]) == 0 && dup_into(p, &r->verb, verbs[i]) == 0)
+            known = 1;
+    if (!known)
+        return perr(p, "on: unknown verb '%s' (CONNECT, EHLO, HELO, ETRN, STARTTLS, QUIT, NOOP, "
+                       "RSET, OTHER)", w[1]);
+    int i = 2;
+    for (; i < n; i += 2) {
+        if (word_is(w[i], "reply") || word_is(w[i], "close"))
+            break;
+        if (i + 1 >= n)
+            return perr(p, "on: '%s' needs a value", w[i]);
+        int rc;
+        if (word_is(w[i], "conn"))
+            rc = parse_count_word(p, "conn", w[i + 1], 1, 1000, &r->conn);
+        else if (word_is(w[i], "nth"))
+            rc = parse_count_word(p, "nth", w[i + 1], 1, 1000, &r->nth);
+        else if (word_is(w[i], "delay"))
+            rc = parse_duration_word(p, "delay", w[i + 1], &r->delay_ms);
+        else if (word_is(w[i], "pace"))
+            rc = parse_duration_word(p, "pace", w[i + 1], &r->pace_ms);
+        else
+            return perr(p, "on: unknown option '%s' (conn, nth, delay, pace, reply, close)",
+                        w[i]);
+        if (rc < 0)
+            return -1;
+    }
+    if (i >= n)
+        return perr(p, "%s", usage);
+    if (word_is(w[i], "close")) {
+        if (i + 1 != n)
+            return perr(p, "on: nothing may follow 'close'");
+        r->close = 1;
+        return 0;
+    }
+    /* reply: the splitter left "CODE TEXT" as one raw word */
+    if (i + 1 >= n)
+        return perr(p, "on: reply needs a code (e.g. 'reply 250 OK')");
+    const char *t = w[i + 1];
+    if (!(t[0] >= '2' && t[0] <= '5' && t[1] >= '0' && t[1] <= '9' && t[2] >= '0' &&
+          t[2] <= '9' && (t[3] == '\0' || t[3] == ' ' || t[3] == '\t')))
+        return perr(p, "on: reply code '%.8s' is not 200-599", t);
+    r->code = (t[0] - '0') * 100 + (t[1] - '0') * 10 + (t[2] - '0');
+    r->close = r->code == 421;
+    const char *text = t + 3;
+    text += strspn(text, " \t");
+    if (dup_into(p, &s->text, text) < 0)
+        return -1;
+    size_t len = strlen(s->text);
+    while (len > 0 && (s->text[len - 1] == '\r' || s->text[len - 1] == ' '))
+        s->text[--len] = '\0';
+    struct strbuf sb;
+    struct etrn_err e;
+    strbuf_init(&sb, SCENARIO_EXPAND_MAX);
+    int rc = scenario_unescape(s->text, &sb, &e);
+    strbuf_free(&sb);
+    if (rc < 0)
+        return perr(p, "on: reply text: %s", e.msg);
+    return 0;
+}
+
+static int parse_relay_line(struct parser *p, char **w, int n)
+{
+    if (!in_relay(p))
+        return perr(p, "'%s' is only allowed inside a relay block", w[0]);
+    struct scenario_step *s = step_add(p, SCENARIO_STEP_RELAY_RULE, w, n);
+    if (s == NULL)
+        return -1;
+    if (word_is(w[0], "on"))
+        return parse_relay_on(p, s, w, n);
+    if (word_is(w[0], "ehlo-keywords")) {
+        if (n < 2)
+            return perr(p, "ehlo-keywords needs keywords (or 'none')");
+        for (int i = 1; i < n; i++)
+            for (const char *c = w[i]; *c; c++)
+                if (!is_alnum(*c) && *c != '-')
+                    return perr(p, "ehlo-keywords: '%s' is not an EHLO keyword", w[i]);
+        return 0;
+    }
+    if (word_is(w[0], "tls")) {
+        if (n != 2 || (!word_is(w[1], "offered") && !word_is(w[1], "required")))
+            return perr(p, "usage: tls offered|required");
+        return 0;
+    }
+    /* nodes N */
+    if (n != 2)
+        return perr(p, "usage: nodes N (how many nodes the client is asked for, 1-8)");
+    return parse_count_word(p, "nodes", w[1], 1, 8, &s->count);
+}
+
+/* expect-client CHECK [else ...] [record ...]; the forms are listed in docs/SCENARIOS.md. */
+static int parse_expect_client(struct parser *p, struct scenario_step *s, char **w, int n)
+{
+    int tail;
+    if (split_check_tail(p, w, n, &s->check, &tail) < 0)
+        return -1;
+    int m = tail - 1;
+    char **a = w + 1;
+    if (m == 1 && (word_is(a[0], "quits") || word_is(a[0], "connects")))
+        return 0;
+    if (m == 2 && word_is(a[0], "uses") && (word_is(a[1], "EHLO") || word_is(a[1], "STARTTLS")))
+        return 0;
+    if (m == 3 && word_is(a[0], "waits") && word_is(a[1], "for") && word_is(a[2], "replies"))
+        return 0;
+    if (m == 3 && word_is(a[0], "sends") && word_is(a[1], "ETRN"))
+        return 0;   /* sends ETRN ARG */
+    if (m == 3 && word_is(a[0], "sends") && word_is(a[1], "no") && word_is(a[2], "ETRN"))
+        return 0;
+    if (m == 3 && word_is(a[0], "sends") && word_is(a[1], "valid") && word_is(a[2], "ETRN"))
+        return 0;
+    if (m == 6 && word_is(a[0], "sends") && word_is(a[1], "at") && word_is(a[2], "most") &&
+        word_is(a[4], "ETRN") && word_is(a[5], "per-session"))
+        return parse_count_word(p, "sends at most", a[3], 0, 1000, &s->count);
+    if (m == 3 && word_is(a[0], "retries") && word_is(a[1], "within"))
+        return parse_duration_word(p, "retries within", a[2], &s->duration_ms);
+    if (m == 4 && word_is(a[0], "no") && word_is(a[1], "retry") && word_is(a[2], "within"))
+        return parse_duration_word(p, "no retry within", a[3], &s->duration_ms);
+    if (m == 4 && word_is(a[0], "backs") && word_is(a[1], "off") && word_is(a[2], "at-least"))
+        return parse_duration_word(p, "backs off at-least", a[3], &s->duration_ms);
+    if (m == 2 && word_is(a[0], "exits") &&
+        (word_is(a[1], "zero") || word_is(a[1], "nonzero")))
+        return 0;
+    if (m == 2 && word_is(a[0], "reports"))
+        return 0;   /* reports GLOB: the client's output matches */
+    return perr(p, "unknown expect-client check (connects, uses EHLO, uses STARTTLS, sends ETRN "
+                   "ARG, sends no ETRN, sends valid ETRN, sends at most N ETRN per-session, "
+                   "quits, waits for replies, retries within DUR, no retry within DUR, backs "
+                   "off at-least DUR, exits zero|nonzero, reports GLOB)");
+}
+
 /* ---- the line dispatcher ---------------------------------------------------------------- */
 
 static int header_line(struct parser *p, char **w, int n, const char *raw, const size_t *offs)
@@ -1242,6 +1400,8 @@ static int parse_line(struct parser *p, const char *raw, int topology)
         stop_after = 2;
     else if (k0len == 7 && strncmp(k0, "hostile", 7) == 0)
         stop_word = "script";
+    else if (k0len == 2 && strncmp(k0, "on", 2) == 0)
+        stop_word = "reply";
     int n = split_words_until(copy, w, offs, SCENARIO_WORDS_MAX, stop_after, stop_word, &e);
     if (n < 0)
         return perr(p, "%s", e.msg);
@@ -1249,6 +1409,33 @@ static int parse_line(struct parser *p, const char *raw, int topology)
         return 0;
     const char *k = w[0];
     struct scenario_step *s;
+
+    if (!topology && (is_relay_word(k) || in_relay(p))) {
+        if (word_is(k, "end"))
+            return n == 1 ? close_block(p) : perr(p, "'end' takes no words");
+        if (!is_relay_word(k))
+            return perr(p, "'%s' is not allowed inside a relay block (on, ehlo-keywords, tls, "
+                           "nodes, end)", k);
+        return parse_relay_line(p, w, n);
+    }
+    if (!topology && (word_is(k, "relay") || word_is(k, "expect-client"))) {
+        if (p->depth)
+            return perr(p, "'%s' is not allowed inside a %s block", k,
+                        scenario_step_kind_name(p->blocks[p->depth - 1].kind));
+        if (word_is(k, "expect-client")) {
+            if ((s = step_add(p, SCENARIO_STEP_EXPECT_CLIENT, w, n)) == NULL)
+                return -1;
+            return parse_expect_client(p, s, w, n);
+        }
+        if (n != 1)
+            return perr(p, "'relay' takes no words (its lines follow, up to 'end')");
+        for (size_t i = 0; i < p->top.n; i++)
+            if (p->top.v[i].kind == SCENARIO_STEP_RELAY)
+                return perr(p, "a scenario has at most one relay block");
+        if ((s = step_add(p, SCENARIO_STEP_RELAY, w, n)) == NULL)
+            return -1;
+        return open_block(p, SCENARIO_STEP_RELAY);
+    }
 
     if (is_header_word(k)) {
         if (topology)
@@ -1462,6 +1649,15 @@ static int finish(struct parser *p, int topology, int last_line)
         return perr(p, "missing 'level' line (MUST, SHOULD, MAY or INFO)");
     if (p->top.n == 0)
         return perr(p, "no steps");
+    int has_relay = 0;
+    for (size_t i = 0; i < p->top.n; i++)
+        if (p->top.v[i].kind == SCENARIO_STEP_RELAY)
+            has_relay = 1;
+    for (size_t i = 0; i < p->top.n && !has_relay; i++)
+        if (p->top.v[i].kind == SCENARIO_STEP_EXPECT_CLIENT) {
+            p->line = p->top.v[i].line;
+            return perr(p, "expect-client needs a relay block in the scenario");
+        }
     return check_reqs_cited(p, p->top.v, p->top.n);
 }
 

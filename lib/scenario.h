@@ -71,7 +71,13 @@ enum scenario_step_kind {
     SCENARIO_STEP_STARTTLS,       /* starttls [else ...] */
     SCENARIO_STEP_DRAIN,          /* drain [DUR]: read and discard replies until quiet */
     SCENARIO_STEP_CLOSE,          /* close: the client drops the connection */
-    SCENARIO_STEP_REPEAT          /* repeat N ... end */
+    SCENARIO_STEP_REPEAT,         /* repeat N ... end */
+    /* client conformance (docs/SCENARIOS.md "Client scenarios"): the runner plays the relay
+     * and a client program under test talks to it */
+    SCENARIO_STEP_RELAY,          /* relay ... end: the scripted relay; children RELAY_RULE */
+    SCENARIO_STEP_RELAY_RULE,     /* inside relay: on VERB ... | ehlo-keywords KW... |
+                                     tls offered|required | nodes N */
+    SCENARIO_STEP_EXPECT_CLIENT   /* expect-client CHECK... [else ...] [record ...] */
 };
 
 /* A reply-code pattern: "250|251|2xx|any|none". Each alternative is three characters,
@@ -155,6 +161,20 @@ struct scenario_hostile {
     char *script;                 /* free text with escapes; NULL: "NOOP" */
 };
 
+/* One line of a relay block. For `on VERB [conn N] [nth N] [delay DUR] [pace DUR]
+ * reply CODE [TEXT]` / `on VERB ... close`: the reply text is the step's text (escapes
+ * \n between lines of a multi-line reply; variables expanded at run time). */
+struct scenario_relay_rule {
+    char *verb;                   /* CONNECT, EHLO, HELO, ETRN, STARTTLS, QUIT, NOOP, RSET,
+                                     OTHER (upper case); NULL for the other relay lines */
+    unsigned long conn;           /* only on the Nth connection (0: every) */
+    unsigned long nth;            /* only the Nth such command of a connection (0: every) */
+    unsigned long long delay_ms;  /* before the reply */
+    unsigned long long pace_ms;   /* between the lines of a multi-line reply */
+    int code;                     /* 0: no reply (close) */
+    int close;                    /* close the connection after the reply (421 implies it) */
+};
+
 struct scenario_step {
     enum scenario_step_kind kind;
     const char *file;             /* points into struct scenario */
@@ -170,6 +190,7 @@ struct scenario_step {
     struct scenario_queue queue;
     struct scenario_client client;
     struct scenario_hostile hostile;
+    struct scenario_relay_rule relay; /* RELAY_RULE */
     struct scenario_step *children;   /* client and repeat blocks */
     size_t nchildren;
 };

@@ -61,7 +61,8 @@ enum etrn_syntax etrn_parse(const char *args, size_t len, unsigned flags,
         if ((unsigned char)args[i] < 0x21 || (unsigned char)args[i] > 0x7e)
             return etrn_bad(why, "'%s': invalid character in node name", q);
     }
-    if (len > DOMAIN_MAX + 1)
+    /* '@' or '#', a name of DOMAIN_MAX octets and its optional trailing dot */
+    if (len > DOMAIN_MAX + 2)
         return etrn_bad(why, "'%s': node name too long", q);
 
     char opt = args[0];
@@ -99,6 +100,8 @@ enum etrn_syntax etrn_parse(const char *args, size_t len, unsigned flags,
         return ETRN_SYNTAX_BAD;
     }
     char raw[DOMAIN_MAX + 2];
+    if (dl >= sizeof raw)   /* domain_check refuses these already; never overflow raw */
+        return etrn_bad(why, "'%s': node name too long", q);
     memcpy(raw, dom, dl);
     raw[dl] = '\0';
     if (flags & ETRN_PARSE_CASE_SENSITIVE) {

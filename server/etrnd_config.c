@@ -6,8 +6,9 @@
  *
  * Guarantees: a file that loads is complete and consistent — every value parsed, every
  * domain and address valid, every key known (config_check_unused), every file named by
- * the TLS and AUTH settings readable — and a file that does not load leaves nothing
- * behind, so a broken file can never half-start etrnd or half-apply a reload. Every
+ * the TLS and AUTH settings readable, no key but etrn_allow given twice — and a file
+ * that does not load leaves nothing behind, so a broken file can never half-start etrnd
+ * or half-apply a reload. Every
  * error names file:line (or the file, for a required setting that is missing). */
 #include <stdlib.h>
 #include <string.h>
@@ -435,10 +436,31 @@ static void etrnd_config_defaults(struct etrnd_config *c)
     c->max_errors = 20;
 }
 
+/* lib/config keeps every entry of a key given twice and config_get takes the last, which
+ * would silently drop the first etrn_domains or listen line of a file edited in two places.
+ * Only etrn_allow is a repeatable rule list. Quadratic, but files are small and this runs
+ * once per load. */
+static int etrnd_config_refuse_duplicates(const struct config *cfg, struct etrn_err *err)
+{
+    for (size_t i = 0; i < cfg->n; i++) {
+        const struct config_entry *e = &cfg->entries[i];
+        if (strcmp(e->key, "etrn_allow") == 0)
+            continue;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(cfg->entries[j].key, e->key) == 0)
+                return config_err(err, e, "set twice (first at line %d); only etrn_allow repeats",
+                                  cfg->entries[j].line);
+    }
+    return 0;
+}
+
 static int etrnd_config_parse(struct config *cfg, struct etrnd_config *c, struct etrn_err *err)
 {
     const struct config_entry *e;
     struct etrn_err why;
+
+    if (etrnd_config_refuse_duplicates(cfg, err) < 0)
+        return -1;
 
     /* listening and identity */
     if ((e = config_get(cfg, "listen")) == NULL)

@@ -101,7 +101,9 @@ void tls_describe(struct bufferevent *bev, char *buf, size_t n)
 {
     buf[0] = '\0';
     SSL *ssl = bufferevent_openssl_get_ssl(bev);
-    if (ssl == NULL)
+    /* A failed or unfinished handshake would name the version merely attempted
+     * ("TLSv1.1 with (NONE)"): only a finished one describes a session. */
+    if (ssl == NULL || !SSL_is_init_finished(ssl))
         return;
     const char *cipher = SSL_get_cipher_name(ssl);
     str_format(buf, n, "%s with %s", SSL_get_version(ssl), cipher ? cipher : "?");

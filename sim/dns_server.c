@@ -9,9 +9,9 @@
  * pointer-loop quirks go through dns_malformed.c. Guarantees: every query is counted and
  * logged (bounded tables), every packet in and out goes to the capture writer, delayed
  * answers never outlive the server or their TCP connection, and memory per connection is
- * bounded by the read watermark. Answers without any quirk in force are cached by the exact
- * query bytes (ID aside) until the records or quirks change, which is what makes the server
- * as fast as dnsmasq. */
+ * bounded by the read watermark. Answers to names without a quirk of their own are cached
+ * by the exact query bytes (ID aside) until the records or quirks change, which is what makes
+ * the server as fast as dnsmasq even while other names misbehave. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -1081,7 +1081,9 @@ static void handle_query(struct dns_server *srv, struct dns_request *r)
         return;   /* too short to answer, or itself an answer */
     uint16_t id = (uint16_t)(r->wire[0] << 8 | r->wire[1]);
 
-    if (dns_quirk_table_bits_in_use(srv->quirks) == 0 && cache_hit(srv, r))
+    /* Only answers given with no quirk on their question name are ever stored (below), and
+     * any change of records or quirks empties the cache, so a hit is always current. */
+    if (cache_hit(srv, r))
         return;
     if (ldns_wire2pkt(&r->query, r->wire, r->len) != LDNS_STATUS_OK) {
         r->query = NULL;
@@ -1182,8 +1184,11 @@ static void handle_query(struct dns_server *srv, struct dns_request *r)
     }
     if (p == NULL)
         goto out;
-    if (dns_quirk_table_bits_in_use(srv->quirks) == 0) {
-        /* No quirk anywhere: the answer depends only on the query bytes and the records. */
+    if (r->eff.active == 0 && applied == 0) {
+        /* No quirk on this name (nor "*"): the answer depends only on the query bytes, the
+         * records and the quirk table as it is now — quirks of other names (a CNAME
+         * target's, an MX target's) bend it the same way every time, and the stateful or
+         * random ones (flap, case-0x20, delay, ...) act on the question's name only. */
         uint8_t *w = NULL;
         size_t n = 0;
         if (ldns_pkt2wire(&w, p, &n) == LDNS_STATUS_OK
@@ -1356,8 +1361,13 @@ static int socket_bound(int type, struct sockaddr_storage *ss, socklen_t len,
         return -1;
     }
     if (bind(fd, (struct sockaddr *)ss, len) < 0) {
-        err_set_errno(err, "dns: bind %s", what);
+        int saved = errno;
+        char text[NETADDR_TEXT_MAX] = "?";
+        netaddr_format((struct sockaddr *)ss, text, sizeof text);
+        errno = saved;
+        err_set_errno(err, "dns: cannot listen on %s (%s)", text, what);
         close(fd);
+        errno = saved;   /* the caller retries another port on EADDRINUSE */
         return -1;
     }
     return fd;

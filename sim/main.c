@@ -9,6 +9,7 @@
  * Exit codes: 0 after `quit` or a signal, 2 for bad input (a broken file, an unknown
  * word, a port in use), always with one line on stderr naming the cause. */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,7 +55,7 @@ static void usage(FILE *out)
           "       etrnsim --check FILE\n"
           "       etrnsim --tell PATH COMMAND...   (send one command to a --control socket)\n"
           "Commands (stdin or --control): any setup line (sink, sink-behave, link, external,\n"
-          "dns, dns-quirk, dns-clear, at), journal, nodes, help, quit.\n"
+          "dns, dns-quirk, dns-clear, dns-zone, at), journal, nodes, help, quit.\n"
           "See etrnsim(1) and docs/SIMULATOR.md.\n",
           out);
 }
@@ -109,15 +110,49 @@ static int line_expand(const struct sim_world *w, const char *in, struct strbuf 
     return 0;
 }
 
-static int line_apply(struct sim_world *w, const char *line, struct etrn_err *err)
+/* "dns-zone PATH" in a topology file names PATH relative to that file, so a topology and
+ * its zones move together; dir is the file's directory ("" or NULL: leave PATH alone). */
+static int zone_path_resolve(const char *dir, struct strbuf *line, struct etrn_err *err)
+{
+    const char *p = line->data;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (dir == NULL || *dir == '\0' || strncmp(p, "dns-zone", 8) != 0
+        || (p[8] != ' ' && p[8] != '\t'))
+        return 0;
+    const char *path = p + 8;
+    while (*path == ' ' || *path == '\t')
+        path++;
+    if (*path == '\0' || *path == '/')
+        return 0;
+    struct strbuf out;
+    strbuf_init(&out, COMMAND_LINE_MAX);
+    int r = strbuf_appendf(&out, "dns-zone %s/%s", dir, path);
+    if (r == 0) {
+        strbuf_reset(line);
+        r = strbuf_append(line, out.data, out.len);
+    }
+    strbuf_free(&out);
+    return r < 0 ? err_set(err, "line too long") : 0;
+}
+
+static int line_apply_in(struct sim_world *w, const char *line, const char *dir,
+                         struct etrn_err *err)
 {
     struct strbuf x;
     strbuf_init(&x, COMMAND_LINE_MAX);
     int r = line_expand(w, line, &x, err);
     if (r == 0)
+        r = zone_path_resolve(dir, &x, err);
+    if (r == 0)
         r = sim_world_apply_line(w, x.data, err);
     strbuf_free(&x);
     return r;
+}
+
+static int line_apply(struct sim_world *w, const char *line, struct etrn_err *err)
+{
+    return line_apply_in(w, line, NULL, err);
 }
 
 /* Applies every line of a topology file; errors become "FILE:LINE: message". */
@@ -133,6 +168,14 @@ static int file_apply(struct sim_world *w, const char *path, struct etrn_err *er
         strbuf_free(&text);
         return err_set(err, "%s: contains NUL bytes: not a topology file", path);
     }
+    char dir[PATH_MAX] = "";
+    const char *slash = strrchr(path, '/');
+    if (slash != NULL && (size_t)(slash - path) < sizeof dir) {
+        memcpy(dir, path, (size_t)(slash - path));
+        dir[slash - path] = '\0';
+        if (dir[0] == '\0')
+            str_copy(dir, sizeof dir, "/");
+    }
     int lineno = 0, r = 0;
     char *p = text.data;
     while (*p && r == 0) {
@@ -145,7 +188,7 @@ static int file_apply(struct sim_world *w, const char *path, struct etrn_err *er
                         COMMAND_LINE_MAX - 1);
             break;
         }
-        if (line_apply(w, p, err) < 0)
+        if (line_apply_in(w, p, dir, err) < 0)
             r = err_prefix(err, "%s:%d", path, lineno);
         if (lf == NULL)
             break;
@@ -224,7 +267,7 @@ static int command_run(struct sim *s, const char *line, struct strbuf *out)
         strbuf_append_str(out, "setup lines: sink NAME [BEHAVIOUR...] | sink-behave NAME "
                                "BEHAVIOUR... | link NAME WORD... | external NAME HOST:PORT | "
                                "dns OWNER TYPE RDATA... | dns-quirk NAME QUIRK [ARG] | dns-clear "
-                               "NAME [QUIRK] | at DURATION LINE...\n"
+                               "NAME [QUIRK] | dns-zone PATH | at DURATION LINE...\n"
                                "commands: journal, nodes, help, quit\nok\n");
         return 0;
     }

@@ -286,7 +286,8 @@ static int line_precheck(struct sim_world *w, char *const *argv, int argc, struc
         return err_set(err, "at: a scheduled line cannot schedule another");
     (void)w;
     if (strcmp(verb, "dns") == 0 || strcmp(verb, "dns-quirk") == 0
-        || strcmp(verb, "dns-clear") == 0 || strcmp(verb, "sink") == 0
+        || strcmp(verb, "dns-clear") == 0 || strcmp(verb, "dns-zone") == 0
+        || strcmp(verb, "sink") == 0
         || strcmp(verb, "external") == 0)
         return 0;
     return err_set(err, "unknown setup line '%s'", verb);
@@ -351,13 +352,13 @@ int sim_world_apply(struct sim_world *w, char *const *argv, int argc, struct etr
     if (strcmp(verb, "at") == 0)
         return apply_at(w, argv, argc, err);
     if (strcmp(verb, "dns") == 0 || strcmp(verb, "dns-quirk") == 0
-        || strcmp(verb, "dns-clear") == 0) {
+        || strcmp(verb, "dns-clear") == 0 || strcmp(verb, "dns-zone") == 0) {
         if (w->dns == NULL)
             return err_set(err, "%s: this world has no DNS server", verb);
         return world_dns_apply(w->dns, argv, argc, err);
     }
-    return err_set(err, "unknown setup line '%s' (expected dns, dns-quirk, dns-clear, sink, "
-                        "sink-behave, external, link or at)", verb);
+    return err_set(err, "unknown setup line '%s' (expected dns, dns-quirk, dns-clear, "
+                        "dns-zone, sink, sink-behave, external, link or at)", verb);
 }
 
 int sim_world_apply_line(struct sim_world *w, const char *line, struct etrn_err *err)

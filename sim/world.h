@@ -13,6 +13,7 @@
  *   dns OWNER TYPE RDATA...            a record for the simulator's DNS
  *   dns-quirk NAME QUIRK [ARG]         a DNS misbehaviour for NAME
  *   dns-clear NAME [QUIRK]             remove NAME's quirks (or one of them)
+ *   dns-zone PATH                      load an RFC 1035 master file (";! quirk" lines too)
  *   sink NAME [BEHAVIOUR...]           a node mail server on the next pool address
  *   sink-behave NAME BEHAVIOUR...      change a sink's behaviour (at run time too)
  *   external NAME HOST:PORT [LINK...]  a real mail server as a node, behind a link

@@ -17,7 +17,7 @@ struct world_dns;
 int world_dns_new(struct world_dns **out, struct event_base *base, const char *listen,
                   struct pcap_writer *pw, struct etrn_err *err);
 void world_dns_free(struct world_dns *d);
-/* argv[0] is "dns", "dns-quirk" or "dns-clear". */
+/* argv[0] is "dns", "dns-quirk", "dns-clear" or "dns-zone". */
 int world_dns_apply(struct world_dns *d, char *const *argv, int argc, struct etrn_err *err);
 const char *world_dns_addr(const struct world_dns *d);
 void *world_dns_server(struct world_dns *d);

@@ -317,6 +317,60 @@ static void test_world_errors_name_the_problem(void **state)
     assert_int_equal(sim_world_apply_line(f->w, "# a comment", &err), 0);
 }
 
+/* A world of its own with a DNS server: dig, a real resolver, asks it over UDP and TCP; the
+ * capture (read back by tcpdump) holds the exchange. */
+static void test_world_dns_answers_dig_and_lands_in_capture(void **state)
+{
+    struct fixture *f = *state;
+    struct sim_world_options o;
+    sim_world_options_default(&o);
+    o.dns_listen = "127.0.0.1:0";
+    o.sink_port = f->port;
+    o.sink_addr_first = "127.0.0.60";
+    char pcap[160];
+    str_format(pcap, sizeof pcap, "%s/dns.pcap", f->dir);
+    o.pcap_path = pcap;
+    struct sim_world *w;
+    struct etrn_err err = {{0}};
+    assert_int_equal(sim_world_new(&w, f->base, &o, &err), 0);
+    const char *addr = sim_world_dns_addr(w);
+    assert_non_null(addr);
+    assert_non_null(sim_world_dns(w));
+    const char *colon = strrchr(addr, ':');
+    assert_non_null(colon);
+    assert_int_equal(sim_world_apply_line(w, "dns node.test MX 10 mx1.node.test", &err), 0);
+    assert_int_equal(sim_world_apply_line(w, "dns mx1.node.test A 127.0.0.60", &err), 0);
+    assert_int_equal(sim_world_apply_line(w, "dns-quirk slow.test servfail", &err), 0);
+    assert_int_equal(sim_world_apply_line(w, "dns-quirk x.test no-such-quirk", &err), -1);
+    assert_non_null(strstr(err.msg, "no-such-quirk"));
+
+    struct cmd d;
+    assert_true(str_format(d.line, sizeof d.line,
+                           "timeout 20 dig @127.0.0.1 -p %s +time=2 +tries=1 node.test MX; "
+                           "timeout 20 dig @127.0.0.1 -p %s +tcp +time=2 +tries=1 +short "
+                           "mx1.node.test A; "
+                           "timeout 20 dig @127.0.0.1 -p %s +time=2 +tries=1 slow.test A",
+                           colon + 1, colon + 1, colon + 1) > 0);
+    run_cmd(f, &d);
+    assert_non_null(strstr(d.out.data, "status: NOERROR"));
+    assert_non_null(strstr(d.out.data, "node.test.\t\t60\tIN\tMX\t10 mx1.node.test."));
+    assert_non_null(strstr(d.out.data, "\n127.0.0.60\n"));
+    assert_non_null(strstr(d.out.data, "status: SERVFAIL"));
+
+    sim_world_free(w);   /* flushes the capture */
+    struct cmd t;
+    assert_true(str_format(t.line, sizeof t.line, "tcpdump -r %s -nn -T domain 2>&1", pcap) > 0);
+    run_cmd(f, &t);   /* -T domain: the port is not 53, so tcpdump must be told */
+    assert_int_equal(t.status, 0);
+    assert_non_null(strstr(t.out.data, "MX? node.test."));
+    assert_non_null(strstr(t.out.data, "A 127.0.0.60"));   /* the TCP answer */
+    assert_non_null(strstr(t.out.data, "MX mx1.node.test. 10"));
+    assert_non_null(strstr(t.out.data, "ServFail"));
+    unlink(pcap);
+    strbuf_free(&d.out);
+    strbuf_free(&t.out);
+}
+
 static int can_watch_loopback(void)
 {
     char ebuf[PCAP_ERRBUF_SIZE];
@@ -465,6 +519,7 @@ int main(void)
         T(test_world_external_node_fronts_a_real_server),
         T(test_world_at_lines_apply_later),
         T(test_world_errors_name_the_problem),
+        T(test_world_dns_answers_dig_and_lands_in_capture),
         T(test_world_refused_attempts_are_recorded_when_watching),
         T(test_etrnsim_check_names_file_and_line_and_exits_2),
         T(test_etrnsim_runs_topology_takes_control_commands_and_quits),

@@ -4,6 +4,7 @@
     d.start()                 # writes etrnd.conf, runs `etrnd -c etrnd.conf -f`, waits for LISTEN
     d.kill(signal.SIGKILL); d.start()      # same spool, same port
     d.queue()                 # `etrnd -c etrnd.conf --queue` output
+    d.spool_files("tmp")      # what is in the spool (areas: tmp, msg, env, corrupt)
 
 Settings are (key, value) pairs so that repeatable keys (etrn_allow) keep their order.
 The defaults: listen on 127.0.0.1 (a free port), spool and log in workdir, log_level debug,
@@ -92,6 +93,26 @@ class Etrnd:
 
     def check_config(self, path=None):
         return self.run("-c", path or self.conf, "--check-config")
+
+    def spool_files(self, area=None):
+        """Relative paths of every file in the spool (or in one area: tmp, msg, env,
+        corrupt), sorted."""
+        top = os.path.join(self.spool, area) if area else self.spool
+        out = []
+        for dirpath, _, files in os.walk(top):
+            for f in files:
+                out.append(os.path.relpath(os.path.join(dirpath, f), self.spool))
+        return sorted(out)
+
+    def spool_snapshot(self):
+        """{path: (size, mtime_ns, inode)} of every file and directory in the spool."""
+        snap = {}
+        for dirpath, dirs, files in os.walk(self.spool):
+            for name in dirs + files:
+                path = os.path.join(dirpath, name)
+                st = os.lstat(path)
+                snap[os.path.relpath(path, self.spool)] = (st.st_size, st.st_mtime_ns, st.st_ino)
+        return snap
 
     def diagnostics(self):
         return "--- etrnd output ---\n%s\n--- etrnd log (tail) ---\n%s" % (

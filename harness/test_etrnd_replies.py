@@ -1,0 +1,170 @@
+"""etrnd's replies, end to end over real sockets: ETRN's 250/251/253 (with the exact count),
+459 for a node not held here, 500/501 for syntax; TURN 502, VRFY 252, HELP 214; a whole
+pipelined session sent in one write gets its replies in order; and etrnd is not an open
+relay (a client outside mynetworks gets 554 5.7.1 for a foreign domain)."""
+import re
+
+import pytest
+
+from lib import smtp, tools
+
+
+def etrn(d, arg, source=None):
+    """(code, enhanced code, text) of `ETRN arg` in a fresh EHLO session."""
+    c = smtp.SmtpConn("127.0.0.1", d.port, source=source)
+    try:
+        c.ehlo()
+        code, lines = c.cmd("ETRN " + arg if arg is not None else "ETRN")
+        c.cmd("QUIT")
+    finally:
+        c.close()
+    text = " ".join(lines)
+    enh = text.split(" ", 1)[0] if re.match(r"^\d\.\d{1,3}\.\d{1,3}\b", text) else None
+    return code, enh, text
+
+
+def test_etrn_with_mail_queued_answers_253_with_the_exact_count(relay):
+    assert len(tools.inject(relay.port, 3, "count")) == 3
+    code, enh, text = etrn(relay, "node.test")
+    assert (code, enh) == (253, "2.0.0"), text
+    assert re.search(r"\b3\b", text), "253 must carry the count 3: %r" % text
+    assert "node.test" in text
+    relay.sink.wait_count(3)
+    assert relay.trap.count() == 0
+
+
+def test_etrn_with_nothing_queued_answers_251(relay):
+    code, enh, text = etrn(relay, "other.test")
+    assert (code, enh) == (251, "2.0.0"), text
+    assert relay.sink.count() == 0
+
+
+def test_etrn_plain_reply_style_answers_250(make_etrnd, dns, sink, sink_port):
+    d = make_etrnd([("etrn_reply", "plain")], dns=dns, sink_port=sink_port)
+    assert etrn(d, "other.test")[0] == 250
+    assert len(tools.inject(d.port, 1, "plain")) == 1
+    code, _, text = etrn(d, "node.test")
+    assert code == 250, text
+    sink.wait_count(1)
+
+
+@pytest.mark.parametrize("arg,code,enh", [
+    ("foreign.example", 459, "4.7.1"),           # not a node held here
+    ("@test", 459, "4.7.1"),                     # '@' too broad (one label)
+    ("#nosuchqueue", 459, "4.5.4"),              # unknown named queue
+    (None, 500, "5.5.2"),                        # no argument (RFC 1985 §7)
+    ("", 500, "5.5.2"),
+    ("bad..node.test", 501, "5.5.4"),
+    ("node.test extra", 501, "5.5.4"),
+    ("a" * 300 + ".test", 501, "5.5.4"),
+])
+def test_etrn_refusals_carry_their_codes(relay, arg, code, enh):
+    got = etrn(relay, arg)
+    assert got[:2] == (code, enh), got
+    assert relay.sink.count() == 0
+
+
+def test_etrn_inside_a_mail_transaction_is_refused_with_503(relay):
+    c = smtp.SmtpConn("127.0.0.1", relay.port)
+    try:
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<s@example.org>")[0] == 250
+        assert c.cmd("ETRN node.test")[0] == 503
+        assert c.cmd("RSET")[0] == 250
+        assert c.cmd("ETRN node.test")[0] == 251
+    finally:
+        c.close()
+
+
+def test_turn_vrfy_help_expn_and_unknown_commands(relay):
+    c = smtp.SmtpConn("127.0.0.1", relay.port)
+    try:
+        assert c.greeting[0] == 220
+        code, exts = c.ehlo()
+        assert code == 250
+        for ext in ("PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES", "ETRN"):
+            assert ext in exts, exts
+        code, lines = c.cmd("TURN")
+        assert code == 502 and lines[0].startswith("5.5.1"), lines
+        code, lines = c.cmd("VRFY u@node.test")
+        assert code == 252 and lines[0].startswith("2."), lines
+        code, lines = c.cmd("HELP")
+        assert code == 214 and "ETRN" in " ".join(lines), lines
+        assert c.cmd("EXPN list")[0] == 502
+        code, lines = c.cmd("XYZZY")
+        assert code == 500 and lines[0].startswith("5.5."), lines
+        assert c.cmd("NOOP")[0] == 250
+        assert c.cmd("QUIT")[0] == 221
+        assert c.read_reply() == (None, []), "the connection stays open after QUIT"
+    finally:
+        c.close()
+
+
+def test_helo_session_gets_single_line_250_and_etrn_works(relay):
+    c = smtp.SmtpConn("127.0.0.1", relay.port)
+    try:
+        code, lines = c.cmd("HELO client.test")
+        assert code == 250 and len(lines) == 1, lines
+        assert c.cmd("ETRN other.test")[0] == 251
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def strict_relay(make_etrnd, dns, sink, trap, sink_port):
+    """etrnd whose mynetworks is only 127.0.0.1: clients from 127.0.0.5 are strangers."""
+    d = make_etrnd([("mynetworks", "127.0.0.1/32")], dns=dns, sink_port=sink_port)
+    d.sink, d.trap = sink, trap
+    return d
+
+
+def test_not_an_open_relay(strict_relay):
+    d = strict_relay
+    c = smtp.SmtpConn("127.0.0.1", d.port, source="127.0.0.5")
+    try:
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<s@example.org>")[0] == 250
+        for rcpt in ("x@direct.test", "x@elsewhere.example", "x@node.test.evil.example",
+                     "x%elsewhere.example@node.test.evil.example"):
+            code, lines = c.cmd("RCPT TO:<%s>" % rcpt)
+            assert code in (550, 554) and lines[0].startswith("5.7.1"), (rcpt, code, lines)
+        # Mail for the held node (and its subdomains) is accepted from anyone.
+        assert c.cmd("RCPT TO:<u@node.test>")[0] == 250
+        assert c.cmd("RCPT TO:<u@sub.node.test>")[0] == 250
+        assert c.cmd("RSET")[0] == 250
+        assert c.cmd("MAIL FROM:<s@example.org>")[0] == 250
+        assert c.cmd("RCPT TO:<x@direct.test>")[0] in (550, 554)
+        assert c.cmd("DATA")[0] == 554, "DATA with no valid recipient"
+    finally:
+        c.close()
+    # A client inside mynetworks may relay (the control).
+    r = tools.swaks(d.port, to="x@direct.test", msgid="relayed@etrnkit.test")
+    assert r.returncode == 0, r.stdout + r.stderr
+    d.sink.wait_count(1)
+    assert d.sink.message_ids() == ["<relayed@etrnkit.test>"]
+    # swaks from a stranger is refused the same way.
+    r = tools.swaks(d.port, to="x@direct.test", extra=["--local-interface", "127.0.0.5"])
+    assert r.returncode != 0 and "5.7.1" in r.stdout, r.stdout
+
+
+def test_a_pipelined_session_gets_every_reply_in_order(strict_relay):
+    d = strict_relay
+    c = smtp.SmtpConn("127.0.0.1", d.port, source="127.0.0.5")
+    try:
+        c.send_raw(b"EHLO client.test\r\nNOOP\r\nVRFY u@node.test\r\nETRN other.test\r\n"
+                   b"MAIL FROM:<s@example.org>\r\nRCPT TO:<u@node.test>\r\n"
+                   b"RCPT TO:<x@elsewhere.example>\r\nRCPT TO:<v@node.test>\r\nDATA\r\n")
+        codes = [c.read_reply()[0] for _ in range(9)]
+        assert codes == [250, 250, 252, 251, 250, 250, 554, 250, 354], codes
+        c.send_raw(smtp.dot_stuff(smtp.make_message("pipelined@etrnkit.test")) +
+                   b".\r\nETRN node.test\r\nTURN\r\nHELP\r\nQUIT\r\n")
+        replies = [c.read_reply() for _ in range(5)]
+        assert [r[0] for r in replies] == [250, 253, 502, 214, 221], replies
+        assert re.search(r"\b1\b", replies[1][1][0]), replies[1]
+    finally:
+        c.close()
+    d.sink.wait_count(1)
+    m = d.sink.messages[0]
+    assert d.sink.message_ids() == ["<pipelined@etrnkit.test>"]
+    assert sorted(m["rcpts"]) == ["u@node.test", "v@node.test"]
+    assert d.trap.count() == 0
