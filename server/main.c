@@ -48,8 +48,9 @@ struct etrnd {
     struct spool *spool;
     struct flush *flush;
     struct smtpd *smtpd;
-    struct event *sig_term, *sig_int, *sig_hup, *stop_timer;
+    struct event *sig_term, *sig_int, *sig_hup, *stop_timer, *stop_poll;
     int stopping;
+    int drained;                     /* no delivery runs any more */
 };
 
 static void usage(FILE *f)
@@ -132,11 +133,28 @@ static int queue_list(const struct etrnd_config *cfg)
 
 /* --- signals -------------------------------------------------------------------------------- */
 
+/* Stopping ends when deliveries have drained and every session has written its 421. */
+static void etrnd_stop_check(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct etrnd *d = arg;
+    if (d->drained && smtpd_session_count(d->smtpd) == 0) {
+        log_info("deliveries finished and sessions closed; exiting");
+        event_base_loopexit(d->base, NULL);
+        return;
+    }
+    if (d->stop_poll) {
+        struct timeval tv = { 0, 20 * 1000 };
+        evtimer_add(d->stop_poll, &tv);
+    }
+}
+
 static void etrnd_drained(void *arg)
 {
     struct etrnd *d = arg;
-    log_info("deliveries finished; exiting");
-    event_base_loopexit(d->base, NULL);
+    d->drained = 1;
+    etrnd_stop_check(-1, 0, d);
 }
 
 static void etrnd_stop_timeout(evutil_socket_t fd, short what, void *arg)
@@ -161,6 +179,7 @@ static void etrnd_on_stop(evutil_socket_t sig, short what, void *arg)
     log_info("signal %d: stopping", (int)sig);
     smtpd_stop_accepting(d->smtpd);
     smtpd_close_sessions(d->smtpd);
+    d->stop_poll = evtimer_new(d->base, etrnd_stop_check, d);
     d->stop_timer = evtimer_new(d->base, etrnd_stop_timeout, d);
     if (d->stop_timer) {
         struct timeval tv = { ETRND_STOP_GRACE_S, 0 };
@@ -252,6 +271,7 @@ static void etrnd_free(struct etrnd *d)
     if (d->sig_int) event_free(d->sig_int);
     if (d->sig_hup) event_free(d->sig_hup);
     if (d->stop_timer) event_free(d->stop_timer);
+    if (d->stop_poll) event_free(d->stop_poll);
     smtpd_free(d->smtpd);
     if (d->flush)
         flush_free(d->flush);

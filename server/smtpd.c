@@ -90,6 +90,8 @@ struct session {
     int paused_output;              /* reading stopped until the output drains */
     int starttls_pending;           /* 220 to STARTTLS queued: wrap after this batch */
     int tls_active;
+    struct event *close_timer;      /* TLS: waits for the socket to take the last reply */
+    unsigned close_polls;
     struct event *etrn_delay;       /* test-only defect etrn_block_reply */
     int etrn_delaying;
     struct evbuffer *etrn_delayed_reply;
@@ -189,6 +191,8 @@ static void session_free(struct session *ss)
     struct smtpd *s = ss->s;
     session_reset_transaction(ss);
     strbuf_free(&ss->data_buf);
+    if (ss->close_timer)
+        event_free(ss->close_timer);
     if (ss->etrn_delay)
         event_free(ss->etrn_delay);
     if (ss->etrn_delayed_reply)
@@ -932,6 +936,54 @@ static void session_command(struct session *ss, const struct smtp_line *ln, enum
 
 /* --- the session's event handling -------------------------------------------------------- */
 
+#define SESSION_CLOSE_POLL_MS 10
+#define SESSION_CLOSE_POLLS_MAX 500    /* 5 s for the last reply to reach the socket */
+
+/* Octets of replies not yet handed to the kernel. Under TLS the session's bufferevent is
+ * a filter whose output empties as soon as OpenSSL has encrypted it; the ciphertext then
+ * still waits in the underlying socket bufferevent. */
+static size_t session_output_pending(struct session *ss)
+{
+    size_t n = evbuffer_get_length(session_out(ss));
+    struct bufferevent *under = bufferevent_get_underlying(ss->bev);
+    if (under)
+        n += evbuffer_get_length(bufferevent_get_output(under));
+    return n;
+}
+
+static void session_close_poll(evutil_socket_t fd, short what, void *arg);
+
+/* For a session closing after its last reply: frees it once everything is written.
+ * Returns -1 when the session has been freed. */
+static int session_try_close(struct session *ss)
+{
+    if (session_output_pending(ss) == 0 || ss->close_polls >= SESSION_CLOSE_POLLS_MAX) {
+        session_free(ss);
+        return -1;
+    }
+    if (evbuffer_get_length(session_out(ss)) == 0) {
+        /* only the socket below a TLS filter still holds data: it has no callback of
+         * ours, so look again shortly */
+        if (ss->close_timer == NULL)
+            ss->close_timer = evtimer_new(ss->s->base, session_close_poll, ss);
+        if (ss->close_timer == NULL) {
+            session_free(ss);
+            return -1;
+        }
+        struct timeval tv = { 0, SESSION_CLOSE_POLL_MS * 1000 };
+        ss->close_polls++;
+        evtimer_add(ss->close_timer, &tv);
+    }
+    return 0;
+}
+
+static void session_close_poll(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    session_try_close(arg);
+}
+
 static void session_read_cb(struct bufferevent *bev, void *arg);
 static void session_write_cb(struct bufferevent *bev, void *arg);
 static void session_event_cb(struct bufferevent *bev, short what, void *arg);
@@ -1005,10 +1057,7 @@ static int session_process(struct session *ss)
     }
     if (ss->closing == SESSION_CLOSE_AFTER_FLUSH) {
         bufferevent_disable(ss->bev, EV_READ);
-        if (evbuffer_get_length(session_out(ss)) == 0) {
-            session_free(ss);
-            return -1;
-        }
+        return session_try_close(ss);
     }
     return 0;
 }
@@ -1024,8 +1073,7 @@ static void session_write_cb(struct bufferevent *bev, void *arg)
     (void)bev;
     struct session *ss = arg;
     if (ss->closing == SESSION_CLOSE_AFTER_FLUSH) {
-        if (evbuffer_get_length(session_out(ss)) == 0)
-            session_free(ss);
+        session_try_close(ss);
         return;
     }
     if (ss->paused_output && evbuffer_get_length(session_out(ss)) <= SMTPD_OUTPUT_MAX / 2) {
@@ -1257,8 +1305,10 @@ void smtpd_close_sessions(struct smtpd *s)
                 evtimer_del(ss->etrn_delay);
             ss->etrn_delaying = 0;
         }
-        if (ss->closing == SESSION_DEAD || evbuffer_get_length(session_out(ss)) == 0)
+        if (ss->closing == SESSION_DEAD)
             session_free(ss);
+        else
+            session_try_close(ss);
         ss = next;
     }
 }
