@@ -83,6 +83,7 @@ struct capture {
     char **notes;                 /* one line each, naming the file */
     size_t nnotes;
     size_t total_held;
+    int streams_full, dns_full;
 };
 
 struct capture_options {

@@ -259,6 +259,22 @@ static void evaluate_step(const struct scenario *sc, const struct scenario_step 
             }
         ok = etrn > 0 && clear == 0;
         strbuf_appendf(&d, "%zu ETRN sent, %zu of them outside TLS", etrn, clear);
+    } else if (strcmp(k, "sends") == 0 && strcmp(a[1], "ETRN") == 0 && st->argc > 4 &&
+               strcmp(a[2], "only") == 0) {
+        size_t n = 0;
+        for (size_t i = 0; i < log->ncmds; i++) {
+            const struct client_relay_command *c = &log->cmds[i];
+            if (!cmd_is(c, "ETRN"))
+                continue;
+            n++;
+            if (!c->etrn_advertised) {
+                ok = 0;
+                strbuf_appendf(&d, "c%u: '%s' sent though the session's EHLO reply did not "
+                                   "list ETRN; ", c->conn, c->line);
+            }
+        }
+        if (ok)
+            strbuf_appendf(&d, "%zu ETRN command(s), each after an EHLO reply listing ETRN", n);
     } else if (strcmp(k, "sends") == 0 && strcmp(a[1], "ETRN") == 0) {
         struct strbuf want;
         struct etrn_err err;

@@ -57,6 +57,7 @@ struct relay_conn {
     int start_tls_after;            /* wrap in TLS once the current reply is written */
     int close_after;
     unsigned verb_count[V_COUNT];
+    int etrn_advertised;            /* the last 250 EHLO reply listed ETRN */
     size_t cmd_slot;                /* log slot of the command being answered, or SIZE_MAX */
     char lines[REPLY_LINES_MAX][REPLY_LINE_OUT_MAX];
     size_t nlines, next_line;
@@ -215,6 +216,17 @@ static void conn_set_lines(struct relay_conn *c, int code, const char *text)
             break;
         p += strcspn(p, "\n") + 1;
     }
+}
+
+/* 1 if a line after the first of the prepared reply has ETRN as its keyword. */
+static int conn_lines_list_etrn(const struct relay_conn *c)
+{
+    for (size_t i = 1; i < c->nlines; i++) {
+        const char *kw = c->lines[i] + 4;
+        if (str_ncasecmp(kw, "ETRN", 4) == 0 && (kw[4] == '\r' || kw[4] == ' '))
+            return 1;
+    }
+    return 0;
 }
 
 /* The reply the relay gives by default (no matching `on` rule). */
@@ -391,6 +403,8 @@ static void conn_reply(struct relay_conn *c, enum relay_verb v, const char *arg)
     }
     conn_set_lines(c, code, text.data);
     strbuf_free(&text);
+    if (v == V_EHLO || v == V_HELO || v == V_STARTTLS)
+        c->etrn_advertised = v == V_EHLO && code == 250 && conn_lines_list_etrn(c);
     if (delay) {
         struct timeval tv = { (time_t)(delay / 1000), (long)(delay % 1000) * 1000 };
         evtimer_add(c->timer, &tv);
@@ -416,6 +430,7 @@ static void conn_record(struct relay_conn *c, const struct smtp_line *line, int 
     cmd->too_long = too_long;
     cmd->early = c->early_pending;
     cmd->in_tls = c->in_tls;
+    cmd->etrn_advertised = c->etrn_advertised;
     if (!too_long) {
         size_t n = line->len < SMTP_COMMAND_LINE_MAX ? line->len : SMTP_COMMAND_LINE_MAX;
         memcpy(cmd->line, line->buf, n);

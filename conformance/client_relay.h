@@ -39,6 +39,8 @@ struct client_relay_command {
                                        complete (a reply was still owed) */
     int in_tls;                     /* sent inside TLS */
     int reply_code;                 /* what the relay answered (0: nothing, it closed) */
+    int etrn_advertised;            /* the last 250 EHLO reply of this connection listed
+                                       ETRN (as the client could know when sending this) */
 };
 
 struct client_relay_conn {

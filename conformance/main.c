@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "catalogue.h"
+#include "client_check.h"
 #include "config.h"
 #include "fileio.h"
 #include "log.h"
@@ -36,6 +37,7 @@ static void usage(FILE *f)
     fputs("usage: etrncheck [--profile FILE] [--KEY VALUE ...] [options]\n"
           "       etrncheck merge [--json F] [--junit F] [--tap F] [--html F] [--baseline F] A.json B.json ...\n"
           "       etrncheck --check FILE.scn ...\n"
+          "       etrncheck client --client-cmd 'bin/etrn -s {relay} {node}' [--scenarios DIR] [--only ID]\n"
           "Target (profile keys, see docs/TARGETS.md): --target HOST:PORT --dns-listen ADDR:PORT\n"
           "  --node-suffix DOMAIN --sink-port N --source ADDR --denied-source ADDR --hostname NAME\n"
           "  --capabilities LIST --start CMD --stop CMD --reset CMD --queue-list CMD\n"
@@ -232,12 +234,93 @@ static int check_files(int argc, char **argv, int from)
     return bad ? 2 : 0;
 }
 
+/* ---- client: conformance of an ETRN client program (conformance/client_check.h) ---------- */
+
+static int cmd_client(int argc, char **argv)
+{
+    struct client_check_options co = {0};
+    struct outputs o = {0};
+    const char *dir = "fixtures/scenarios/client", *only = NULL;
+    int plain = 0, verbose = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char **slot = strcmp(a, "--client-cmd") == 0       ? &co.command
+                            : strcmp(a, "--client-cmd-tls") == 0 ? &co.tls_command
+                            : strcmp(a, "--client-caps") == 0    ? &co.caps
+                            : strcmp(a, "--scenarios") == 0      ? &dir
+                            : strcmp(a, "--only") == 0           ? &only
+                            : strcmp(a, "--run-id") == 0         ? &co.run_id
+                            : strcmp(a, "--json") == 0           ? &o.json
+                            : strcmp(a, "--junit") == 0          ? &o.junit
+                            : strcmp(a, "--tap") == 0            ? &o.tap
+                            : strcmp(a, "--html") == 0           ? &o.html
+                                                                 : NULL;
+        if (slot) {
+            if (i + 1 >= argc)
+                return die_usage("%s needs a value", a);
+            *slot = argv[++i];
+        } else if (strcmp(a, "--timeout") == 0 && i + 1 < argc) {
+            if (scenario_duration_parse(argv[++i], &co.timeout_ms) < 0)
+                return die_usage("--timeout: '%s' is not a duration", argv[i]);
+        } else if (strcmp(a, "--plain") == 0) {
+            plain = 1;
+        } else if (strcmp(a, "-v") == 0) {
+            verbose = 1;
+        } else {
+            return die_usage("client: unknown option %s (--client-cmd CMD [--client-cmd-tls "
+                             "CMD] [--client-caps LIST] [--scenarios DIR] [--only ID,...] "
+                             "[--timeout DUR] [--json F ...])", a);
+        }
+    }
+    if (co.command == NULL)
+        return die_usage("client needs %s", "--client-cmd 'bin/etrn -s {relay} {node}'");
+    struct scenario *scs;
+    size_t n;
+    struct etrn_err err;
+    if (catalogue_load(dir, &scs, &n, &err) < 0) {
+        fprintf(stderr, "etrncheck: %s\n", err.msg);
+        return 2;
+    }
+    struct run_results results;
+    run_results_init(&results);
+    results.target = strdup(co.command);
+    struct console con;
+    console_init(&con, stdout, n, plain);
+    con.verbose = verbose;
+    for (size_t i = 0; i < n; i++) {
+        if (only) {
+            size_t il = strlen(scs[i].id);
+            const char *hit = strstr(only, scs[i].id);
+            if (!hit || (hit != only && hit[-1] != ',') || (hit[il] && hit[il] != ','))
+                continue;
+        }
+        struct scenario_result res;
+        if (scenario_result_init(&res, &scs[i]) < 0)
+            break;
+        console_started(&con, &scs[i]);
+        if (client_check_run(&co, &scs[i], (unsigned)(i + 1), &res, &err) < 0)
+            fprintf(stderr, "etrncheck: %s: %s\n", scs[i].id, err.msg);
+        if (res.verdict == VERDICT_SKIP || res.verdict == VERDICT_ERROR)
+            scenario_result_finish(&res);
+        console_done(&con, &res, i + 1, n);
+        run_results_add(&results, &res);
+    }
+    console_summary(&con, &results);
+    int rc = write_outputs(&results, &o);
+    int code = run_results_exit_code(&results);
+    run_results_free(&results);
+    catalogue_free(scs, n);
+    return rc ? rc : code;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
     log_open("etrncheck", LOG_LEVEL_WARN, NULL);
     if (argc > 1 && strcmp(argv[1], "merge") == 0)
         return cmd_merge(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "client") == 0)
+        return cmd_client(argc, argv);
     if (argc > 1 && strcmp(argv[1], "--check") == 0)
         return check_files(argc, argv, 2);
 

@@ -128,6 +128,10 @@ def make_etrnd(procs, tmp_path, etrnd_bin, request):
             sys.stderr.write(d.diagnostics() + "\n")
     for d in made:
         d.stop()
+    # The ASan/UBSan build reports at exit (leaks) or when it happens: any report fails the test.
+    reports = [line for d in made for line in d.sanitizer_reports()]
+    if reports:
+        pytest.fail("sanitizer reports from etrnd:\n" + "\n".join(reports[:40]), pytrace=False)
 
 
 @pytest.fixture

@@ -168,3 +168,31 @@ def test_a_pipelined_session_gets_every_reply_in_order(strict_relay):
     assert d.sink.message_ids() == ["<pipelined@etrnkit.test>"]
     assert sorted(m["rcpts"]) == ["u@node.test", "v@node.test"]
     assert d.trap.count() == 0
+
+
+def test_etrn_allow_limits_who_may_flush_a_node(make_etrnd, dns, sink, sink_port):
+    d = make_etrnd([("etrn_allow", "node.test : 127.0.0.5"), ("etrn_allow", "other.test : any")],
+                   dns=dns, sink_port=sink_port)
+    assert len(tools.inject(d.port, 1, "allow")) == 1
+    code, enh, text = etrn(d, "node.test", source="127.0.0.6")
+    assert (code, enh) == (459, "4.7.1"), text
+    assert etrn(d, "other.test", source="127.0.0.6")[0] == 251
+    code, _, text = etrn(d, "node.test", source="127.0.0.5")
+    assert code == 253, text
+    sink.wait_count(1)
+
+
+def test_etrn_rate_limit_answers_458(make_etrnd, dns, sink_port):
+    d = make_etrnd([("etrn_rate_limit", "3"), ("etrn_rate_window", "1h")], dns=dns,
+                   sink_port=sink_port)
+    c = smtp.SmtpConn("127.0.0.1", d.port)
+    try:
+        c.ehlo()
+        codes = [c.cmd("ETRN other.test")[0] for _ in range(3)]
+        assert codes == [251, 251, 251], codes
+        code, lines = c.cmd("ETRN other.test")
+        assert code == 458 and lines[0].startswith("4.7.0"), (code, lines)
+    finally:
+        c.close()
+    # The limit is per client address: another address is still served.
+    assert etrn(d, "other.test", source="127.0.0.7")[0] == 251

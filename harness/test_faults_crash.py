@@ -36,6 +36,8 @@ from conftest import FAULT_ROUNDS, MX_ADDR
 pytestmark = pytest.mark.faults
 
 NODE = "node.test"
+OTHER = "other.test"
+DOMAINS = (NODE, OTHER)
 MSGID_RE = re.compile(rb"(?im)^Message-ID:\s*(<[^>\r\n]*>)")
 
 
@@ -55,6 +57,7 @@ class _SinkHandler(socketserver.StreamRequestHandler):
             sink.conns += 1
             conn = sink.conns
         last = None          # the record whose 250 was the last thing we sent
+        domain = None        # of this transaction's recipients (one domain per entry)
         try:
             self._reply("220 crash-sink ESMTP")
             while True:
@@ -70,7 +73,11 @@ class _SinkHandler(socketserver.StreamRequestHandler):
                 if verb == b"EHLO":
                     self.wfile.write(b"250-crash-sink\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
                     self.wfile.flush()
-                elif verb in (b"HELO", b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+                elif verb == b"RCPT":
+                    m = re.search(rb"@([^>\s]+)>", line)
+                    domain = m.group(1).decode().lower() if m else None
+                    self._reply("250 ok")
+                elif verb in (b"HELO", b"MAIL", b"RSET", b"NOOP"):
                     self._reply("250 ok")
                 elif verb == b"DATA":
                     self._reply("354 go ahead")
@@ -84,6 +91,7 @@ class _SinkHandler(socketserver.StreamRequestHandler):
                         body.append(dl[1:] if dl.startswith(b".") else dl)
                     m = MSGID_RE.search(b"".join(body))
                     rec = {"msgid": m.group(1).decode() if m else None, "conn": conn,
+                           "domain": domain,
                            "replied": False, "followed": False}
                     with sink.lock:
                         sink.messages.append(rec)
@@ -143,12 +151,13 @@ class CrashSink:
 
 class Injector(threading.Thread):
     """Sends messages one transaction after another over one connection (reconnecting),
-    until stopped or etrnd is gone. acked: got 250 after the dot; doubt: the dot was
-    (perhaps partly) sent and no reply was read."""
+    until stopped or etrnd is gone, each to one recipient in every domain of `domains`
+    (two domains: one message, two spool entries, committed together). acked: got 250
+    after the dot; doubt: the dot was (perhaps partly) sent and no reply was read."""
 
-    def __init__(self, port, prefix, books):
+    def __init__(self, port, prefix, books, domains):
         super().__init__(daemon=True)
-        self.port, self.prefix, self.books = port, prefix, books
+        self.port, self.prefix, self.books, self.domains = port, prefix, books, tuple(domains)
         self.stop = threading.Event()
         self.n = 0
 
@@ -156,14 +165,15 @@ class Injector(threading.Thread):
         self.n += 1
         msgid = "<%s-%d@etrnkit.test>" % (self.prefix, self.n)
         data = smtp.make_message(msgid[1:-1], size=random.choice((0, 300, 3000)))
-        for line in ("MAIL FROM:<s@example.org>", "RCPT TO:<u@%s>" % NODE):
+        lines = ["MAIL FROM:<s@example.org>"] + ["RCPT TO:<u@%s>" % dom for dom in self.domains]
+        for line in lines:
             code, _ = c.cmd(line)
             if code != 250:
                 raise OSError("refused: %s" % code)
         code, _ = c.cmd("DATA")
         if code != 354:
             raise OSError("DATA refused: %s" % code)
-        self.books.note_doubt(msgid)
+        self.books.note_doubt(msgid, self.domains)
         c.send_raw(smtp.dot_stuff(data) + b".\r\n")
         code, _ = c.read_reply()
         if code == 250:
@@ -191,15 +201,18 @@ class Injector(threading.Thread):
 
 
 class Books:
-    """What the clients know: acknowledged, refused, and in doubt (dot sent, no reply)."""
+    """What the clients know: acknowledged, refused, and in doubt (dot sent, no reply),
+    and the domains each message went to."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.acked, self.doubt, self.refused = set(), set(), set()
+        self.domains = {}
 
-    def note_doubt(self, m):
+    def note_doubt(self, m, domains):
         with self.lock:
             self.doubt.add(m)
+            self.domains[m] = domains
 
     def note_acked(self, m):
         with self.lock:
@@ -211,17 +224,25 @@ class Books:
             self.doubt.discard(m)
             self.refused.add(m)
 
+    def count(self, which, domain):
+        with self.lock:
+            return sum(1 for m in which if domain in self.domains[m])
+
 
 def queued(d):
     r = d.queue()
     assert r.returncode == 0, r.stdout + r.stderr
     counts = etrnd_mod.parse_queue(r.stdout)
-    return counts.get(NODE, 0), r.stdout
+    return {dom: counts.get(dom, 0) for dom in DOMAINS}, r.stdout
 
 
-def etrn_node(d):
-    code, text = smtp.etrn("127.0.0.1", d.port, NODE)
-    assert code in (250, 251, 252, 253), "ETRN %s after restart: %s %s" % (NODE, code, text)
+def etrn_node(d, node=NODE):
+    code, text = smtp.etrn("127.0.0.1", d.port, node)
+    assert code in (250, 251, 252, 253), "ETRN %s after restart: %s %s" % (node, code, text)
+
+
+def restart(d):
+    d.start(write=False)
 
 
 # --------------------------------------------------------------------------- the test
@@ -231,17 +252,13 @@ def etrn_node(d):
 def crash_relay(make_etrnd, sink_port, trap):
     sink = CrashSink(MX_ADDR, sink_port)
     try:
-        d = make_etrnd(settings=[("route." + NODE, "%s:%d" % (MX_ADDR, sink_port)),
-                                 ("smtp_port", str(sink_port)),
-                                 ("smtp_connect_timeout", "5s")])
+        d = make_etrnd(settings=[("etrn_domains", ", ".join(DOMAINS))]
+                       + [("route." + dom, "%s:%d" % (MX_ADDR, sink_port)) for dom in DOMAINS]
+                       + [("smtp_port", str(sink_port)), ("smtp_connect_timeout", "5s")])
         d.sink, d.trap = sink, trap
         yield d
     finally:
         sink.stop()
-
-
-def restart(d):
-    d.start(write=False)
 
 
 def test_sigkill_at_random_instants_loses_no_acknowledged_mail(crash_relay):
@@ -250,21 +267,30 @@ def test_sigkill_at_random_instants_loses_no_acknowledged_mail(crash_relay):
     seed = int(os.environ.get("ETRNKIT_FAULT_SEED") or time.time())
     rnd = random.Random(seed)
     books = Books()
-    q = 0                 # entries for NODE known to be in the spool now (exact, from --queue)
-    in_window = set()     # delivered to the sink but not confirmed to etrnd at a kill
+    q = {dom: 0 for dom in DOMAINS}     # entries known to be in the spool (exact, --queue)
+    in_window = set()     # (msgid, domain) at the sink but not confirmed to etrnd at a kill
     kills = {"accepting": 0, "flushing": 0}
     consistency_failures = []
     t0 = time.monotonic()
 
+    def check(label, lo, hi):
+        now, text = queued(d)
+        for dom in DOMAINS:
+            if not lo[dom] <= now[dom] <= hi[dom]:
+                consistency_failures.append("round %d %s: --queue says %d for %s, the books "
+                                            "say %d..%d\n%s" % (rnd_no, label, now[dom], dom,
+                                                                 lo[dom], hi[dom], text))
+        return now
+
     for rnd_no in range(FAULT_ROUNDS):
-        # ---- 1. kill while accepting
-        acked_before = len(books.acked)
-        doubt_before = set(books.doubt)
-        injectors = [Injector(d.port, "r%d-c%d" % (rnd_no, k), books) for k in range(2)]
+        # ---- 1. kill while accepting: one client sends to NODE, one to NODE and OTHER
+        acked_before, doubt_before = set(books.acked), set(books.doubt)
+        injectors = [Injector(d.port, "r%d-c0" % rnd_no, books, [NODE]),
+                     Injector(d.port, "r%d-c1" % rnd_no, books, [NODE, OTHER])]
         for t in injectors:
             t.start()
         target = rnd.randint(0, 12)
-        net.wait_until(lambda: len(books.acked) - acked_before >= target
+        net.wait_until(lambda: len(books.acked) - len(acked_before) >= target
                        or not any(t.is_alive() for t in injectors), 30,
                        "round %d: %d acknowledgements" % (rnd_no, target), interval=0.002)
         time.sleep(rnd.uniform(0, 0.015))
@@ -275,64 +301,60 @@ def test_sigkill_at_random_instants_loses_no_acknowledged_mail(crash_relay):
         for t in injectors:
             t.join(10)
             assert not t.is_alive(), "an injector did not stop"
-        new_acked = len(books.acked) - acked_before
-        new_doubt = len(books.doubt - doubt_before)
+        new_acked = books.acked - acked_before
+        new_doubt = books.doubt - doubt_before
 
         restart(d)
-        q_after, text = queued(d)
-        lo, hi = q + new_acked, q + new_acked + new_doubt
-        if not lo <= q_after <= hi:
-            consistency_failures.append("round %d after the accepting kill: --queue says %d for "
-                                        "%s, books say %d..%d\n%s" % (rnd_no, q_after, NODE, lo, hi, text))
-        q = q_after
+        lo = {dom: q[dom] + books.count(new_acked, dom) for dom in DOMAINS}
+        hi = {dom: lo[dom] + books.count(new_doubt, dom) for dom in DOMAINS}
+        q = check("after the accepting kill", lo, hi)
 
-        # ---- 2. kill while flushing
+        # ---- 2. kill while flushing NODE (OTHER waits for the end)
         before = sink.count()
-        if q == 0:
+        if q[NODE] == 0:
             continue
         etrn_node(d)
-        target = rnd.randint(0, q)
+        target = rnd.randint(0, q[NODE])
         net.wait_until(lambda: sink.count() - before >= target, 30,
-                       "round %d: %d deliveries of %d" % (rnd_no, target, q), interval=0.002)
+                       "round %d: %d deliveries of %d" % (rnd_no, target, q[NODE]), interval=0.002)
         time.sleep(rnd.uniform(0, 0.015))
         d.kill(signal.SIGKILL)
         kills["flushing"] += 1
         time.sleep(0.05)                     # the sink's last replies go out or fail
-        got = sink.snapshot()[before:]
+        got = [m for m in sink.snapshot()[before:] if m["domain"] == NODE]
         confirmed = [m for m in got if m["followed"]]
         unsure = [m for m in got if not m["followed"]]
-        in_window |= {m["msgid"] for m in unsure}
+        in_window |= {(m["msgid"], NODE) for m in unsure}
 
         restart(d)
-        q_after, text = queued(d)
-        lo, hi = q - len(confirmed) - len(unsure), q - len(confirmed)
-        if not lo <= q_after <= hi:
-            consistency_failures.append("round %d after the flushing kill: --queue says %d for "
-                                        "%s, books say %d..%d (%d confirmed, %d in the window)\n%s"
-                                        % (rnd_no, q_after, NODE, lo, hi, len(confirmed),
-                                           len(unsure), text))
-        q = q_after
+        lo = dict(q, **{NODE: q[NODE] - len(confirmed) - len(unsure)})
+        hi = dict(q, **{NODE: q[NODE] - len(confirmed)})
+        q = check("after the flushing kill", lo, hi)
 
     # ---- the end: everything still queued goes out, then count
-    if q:
-        etrn_node(d)
-        net.wait_until(lambda: queued(d)[0] == 0, 60 + q / 5, "an empty queue for %s" % NODE)
+    for dom in DOMAINS:
+        if q[dom]:
+            etrn_node(d, dom)
+    net.wait_until(lambda: not any(queued(d)[0].values()), 60 + sum(q.values()) / 5,
+                   "an empty queue")
     time.sleep(0.2)
-    delivered = collections.Counter(m["msgid"] for m in sink.snapshot())
-    lost = books.acked - set(delivered)
-    dups = {m: k for m, k in delivered.items() if k > 1}
+    delivered = collections.Counter((m["msgid"], m["domain"]) for m in sink.snapshot())
+    wanted = {(m, dom) for m in books.acked for dom in books.domains[m]}
+    lost = wanted - set(delivered)
+    dups = {k: n for k, n in delivered.items() if n > 1}
     unexplained_dups = set(dups) - in_window
-    never_sent = set(delivered) - books.acked - books.doubt - {None}
+    sent = books.acked | books.doubt
+    never_sent = {k for k in delivered if k[0] not in sent or k[1] not in books.domains.get(k[0], ())}
     print("\nfaults crash: seed %d, %d rounds, %d kills while accepting, %d while flushing, "
-          "%d acknowledged, %d in doubt at a kill, %d delivered (%d distinct), lost %d, "
-          "duplicates %d (all in the 250 window: %s), spool checks failed %d, %.0f s"
+          "%d messages acknowledged (%d spool entries), %d in doubt at a kill, %d deliveries "
+          "(%d distinct), lost %d, duplicates %d (all in the 250 window: %s), spool checks "
+          "failed %d, %.0f s"
           % (seed, FAULT_ROUNDS, kills["accepting"], kills["flushing"], len(books.acked),
-             len(books.doubt), sum(delivered.values()), len(delivered), len(lost), len(dups),
-             "yes" if not unexplained_dups else "no", len(consistency_failures),
+             len(wanted), len(books.doubt), sum(delivered.values()), len(delivered), len(lost),
+             len(dups), "yes" if not unexplained_dups else "no", len(consistency_failures),
              time.monotonic() - t0))
     assert d.trap.count() == 0, "mail went to the requester's address"
     assert not lost, "acknowledged but lost: %s" % sorted(lost)[:20]
     assert not unexplained_dups, "duplicates outside the 250 window: %s" % sorted(unexplained_dups)[:20]
     assert not never_sent, "delivered but never sent whole by a client: %s" % sorted(never_sent)[:20]
     assert not consistency_failures, "\n".join(consistency_failures[:5])
-    assert None not in delivered, "a delivered message lost its Message-ID"

@@ -40,3 +40,13 @@ def test_sink_withholds_replies_after_the_limit(sink, sink_port):
         assert c.read_reply()[0] == 250
     finally:
         c.close()
+
+
+def test_sanitizer_reports_are_found_in_etrnd_output(tmp_path):
+    from lib import etrnd as etrnd_mod
+    d = etrnd_mod.Etrnd(None, tmp_path, "/nonexistent", name="etrnd")
+    (tmp_path / "etrnd-1.out").write_text("info: ready\n")
+    assert d.sanitizer_reports() == []
+    (tmp_path / "etrnd-2.out").write_text(
+        "==12==ERROR: LeakSanitizer: detected memory leaks\nserver/x.c:3:5: runtime error: shift\n")
+    assert len(d.sanitizer_reports()) == 2

@@ -1207,6 +1207,9 @@ static int parse_expect_client(struct parser *p, struct scenario_step *s, char *
         return 0;
     if (m == 3 && word_is(a[0], "sends") && word_is(a[1], "ETRN"))
         return 0;   /* sends ETRN ARG */
+    if (m == 5 && word_is(a[0], "sends") && word_is(a[1], "ETRN") && word_is(a[2], "only") &&
+        word_is(a[3], "where") && word_is(a[4], "advertised"))
+        return 0;
     if (m == 3 && word_is(a[0], "sends") && word_is(a[1], "no") && word_is(a[2], "ETRN"))
         return 0;
     if (m == 3 && word_is(a[0], "sends") && word_is(a[1], "valid") && word_is(a[2], "ETRN"))
@@ -1226,7 +1229,7 @@ static int parse_expect_client(struct parser *p, struct scenario_step *s, char *
     if (m == 2 && word_is(a[0], "reports"))
         return 0;   /* reports GLOB: the client's output matches */
     return perr(p, "unknown expect-client check (connects, uses EHLO, uses STARTTLS, sends ETRN "
-                   "ARG, sends no ETRN, sends valid ETRN, sends at most N ETRN per-session, "
+                   "ARG, sends ETRN only where advertised, sends no ETRN, sends valid ETRN, sends at most N ETRN per-session, "
                    "quits, waits for replies, retries within DUR, no retry within DUR, backs "
                    "off at-least DUR, exits zero|nonzero, reports GLOB)");
 }

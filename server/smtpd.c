@@ -113,6 +113,7 @@ struct session {
     struct strbuf data_buf;         /* message text not yet handed to the writer */
     int data_in_headers;
     unsigned data_hops;
+    size_t data_trace_len;          /* our Received: header, not counted against SIZE */
     int data_failed;                /* writer error: answer 451 at the end */
     int data_too_big;               /* over message_size_limit: answer 552 at the end */
     int data_long_line;             /* a line over 1000 octets: answer 500 at the end */
@@ -182,6 +183,7 @@ static void session_reset_transaction(struct session *ss)
     ss->data_failed = ss->data_too_big = ss->data_long_line = ss->data_bare_lf = 0;
     ss->data_in_headers = 0;
     ss->data_hops = 0;
+    ss->data_trace_len = 0;
     ss->data_error[0] = '\0';
     smtp_line_reader_set_limit(&ss->reader, SMTP_COMMAND_LINE_MAX);
 }
@@ -488,7 +490,8 @@ static void session_data_append(struct session *ss, const char *p, size_t n)
         return;
     const struct etrnd_config *cfg = ss->s->cfg;
     if (cfg->message_size_limit &&
-        spool_writer_size(ss->writer) + ss->data_buf.len + n > cfg->message_size_limit) {
+        spool_writer_size(ss->writer) + ss->data_buf.len + n >
+            cfg->message_size_limit + ss->data_trace_len) {
         ss->data_too_big = 1;
         return;
     }
@@ -548,7 +551,8 @@ static void cmd_data(struct session *ss, const char *arg)
                ss->helo_name[0] ? ss->helo_name : "unknown", host, cfg->myhostname,
                ss->helo == 2 ? "ESMTP" : "SMTP", ss->tls_active ? "S" : "",
                ss->auth_user[0] ? "A" : "", date);
-    session_data_append(ss, hdr, strlen(hdr));
+    ss->data_trace_len = strlen(hdr);
+    session_data_append(ss, hdr, ss->data_trace_len);
 }
 
 static void session_data_end(struct session *ss)

@@ -86,13 +86,19 @@ struct bufferevent *tls_server_wrap(struct tls_server *t, struct event_base *bas
         err_set(err, "TLS: SSL_new: %s", why);
         return NULL;
     }
+    /* When the filter cannot be made, libevent (2.1 and 2.2) has already freed ssl
+     * (BEV_OPT_CLOSE_ON_FREE: so no SSL_free here) and may have released plain as the
+     * filter's underlying bufferevent. Our own reference keeps plain allocated, so the
+     * caller's bufferevent_free(plain) stays valid (tls.h); on success the filter holds
+     * its own reference and ours is dropped. */
+    bufferevent_incref(plain);
     struct bufferevent *bev = bufferevent_openssl_filter_new(
         base, plain, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
     if (bev == NULL) {
-        SSL_free(ssl);
         err_set(err, "TLS: cannot create the filter");
         return NULL;
     }
+    bufferevent_decref(plain);
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
     return bev;
 }

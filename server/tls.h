@@ -22,7 +22,7 @@ int tls_server_new(struct tls_server **out, const char *cert_file, const char *k
                    struct etrn_err *err);
 void tls_server_free(struct tls_server *t);
 /* A filter bufferevent accepting TLS over plain (which it then owns and frees); NULL on
- * failure (plain is left untouched). */
+ * failure (plain then stays allocated, possibly disabled: the caller frees it). */
 struct bufferevent *tls_server_wrap(struct tls_server *t, struct event_base *base,
                                     struct bufferevent *plain, struct etrn_err *err);
 /* "TLSv1.3 with TLS_AES_256_GCM_SHA384", or "" before the handshake. */

@@ -41,6 +41,9 @@
 #define DNS_TCP_READ_HIGH_WATER (256 * 1024)
 #define DNS_DIRECTIVES_MAX 1024
 #define DNS_CACHE_SLOTS 1024             /* a power of two */
+#define DNS_WIRE_BUF_START 4096          /* the encoding buffer grows as ldns needs */
+#define DNS_UDP_BATCH 32                 /* datagrams per recvmmsg/sendmmsg */
+#define DNS_UDP_BATCH_SLOT 4096          /* bytes per batched datagram; larger ones go alone */
 #define DNS_CACHE_QUERY_MAX 300
 #define DNS_CACHE_ANSWER_MAX 1232
 #define DNS_STATS_HASH (DNS_SERVER_STATS_MAX * 2)
@@ -88,6 +91,21 @@ struct log_slot {
     unsigned long long delay_ms;
 };
 
+/* A burst of UDP queries read with one recvmmsg, and their answers sent with one sendmmsg:
+ * two system calls per burst instead of two per query. */
+struct udp_batch {
+    struct mmsghdr in[DNS_UDP_BATCH];
+    struct iovec in_iov[DNS_UDP_BATCH];
+    struct sockaddr_storage in_peer[DNS_UDP_BATCH];
+    uint8_t in_buf[DNS_UDP_BATCH][DNS_UDP_BATCH_SLOT];
+    struct mmsghdr out[DNS_UDP_BATCH];
+    struct iovec out_iov[DNS_UDP_BATCH];
+    struct sockaddr_storage out_peer[DNS_UDP_BATCH];
+    uint8_t out_buf[DNS_UDP_BATCH][DNS_UDP_BATCH_SLOT];
+    unsigned nout;
+    int active;                          /* answers are being collected */
+};
+
 struct cache_slot {
     uint64_t generation;           /* 0: empty */
     uint8_t transport;
@@ -125,6 +143,9 @@ struct dns_server {
 
     struct cache_slot *cache;
     uint64_t cache_generation;
+    int cache_off;                      /* dns_server_set_answer_cache(srv, 0) */
+    ldns_buffer *wire_buf;              /* answers are encoded here, one at a time */
+    struct udp_batch *batch;            /* recvmmsg/sendmmsg buffers */
 
     dns_server_observer_fn observer;
     void *observer_ctx;
@@ -331,6 +352,21 @@ static void send_now(struct dns_server *srv, enum dns_transport transport,
                      const uint8_t *wire, size_t len)
 {
     if (transport == DNS_TRANSPORT_UDP) {
+        struct udp_batch *b = srv->batch;
+        if (b != NULL && b->active && len <= DNS_UDP_BATCH_SLOT && b->nout < DNS_UDP_BATCH
+            && peerlen <= sizeof b->out_peer[0]) {
+            unsigned k = b->nout++;
+            memcpy(b->out_buf[k], wire, len);
+            memcpy(&b->out_peer[k], peer, peerlen);
+            b->out_iov[k].iov_base = b->out_buf[k];
+            b->out_iov[k].iov_len = len;
+            memset(&b->out[k], 0, sizeof b->out[k]);
+            b->out[k].msg_hdr.msg_name = &b->out_peer[k];
+            b->out[k].msg_hdr.msg_namelen = peerlen;
+            b->out[k].msg_hdr.msg_iov = &b->out_iov[k];
+            b->out[k].msg_hdr.msg_iovlen = 1;
+            return;
+        }
         ssize_t n;
         do
             n = sendto(srv->udp_fd, wire, len, 0, peer, peerlen);
@@ -882,11 +918,15 @@ static size_t udp_limit(const ldns_pkt *q)
 }
 
 /* Encodes p (and the truncated form if needed) and sends or schedules it. Consumes p. */
+static void cache_store(struct dns_server *srv, const struct dns_request *r, const uint8_t *a,
+                        size_t alen);
+
 static void finish(struct dns_request *r, ldns_pkt *p, uint32_t applied)
 {
     struct dns_server *srv = r->srv;
     const struct dns_quirk_set *e = &r->eff;
-    uint8_t *wire = NULL;
+    const uint8_t *wire = NULL;
+    uint8_t *owned = NULL;     /* wire when it is not in srv->wire_buf */
     size_t len = 0;
     int udp = r->transport == DNS_TRANSPORT_UDP;
 
@@ -922,10 +962,14 @@ static void finish(struct dns_request *r, ldns_pkt *p, uint32_t applied)
         pad_oversize(r, p, target);
         applied |= DNS_QUIRK_BIT(DNS_QUIRK_OVERSIZE);
     }
-    if (ldns_pkt2wire(&wire, p, &len) != LDNS_STATUS_OK) {
+    /* One reused buffer: ldns_pkt2wire would allocate (and free) 64 KiB per answer. */
+    ldns_buffer_clear(srv->wire_buf);
+    if (ldns_pkt2buffer_wire(srv->wire_buf, p) != LDNS_STATUS_OK) {
         ldns_pkt_free(p);
         return;
     }
+    wire = ldns_buffer_begin(srv->wire_buf);
+    len = ldns_buffer_position(srv->wire_buf);
     int too_big = udp && len > udp_limit(r->query)
                   && !(e->active & DNS_QUIRK_BIT(DNS_QUIRK_OVERSIZE));
     int tc_quirk = udp && (e->active & DNS_QUIRK_BIT(DNS_QUIRK_TRUNCATE));
@@ -950,8 +994,8 @@ static void finish(struct dns_request *r, ldns_pkt *p, uint32_t applied)
             uint8_t *tw = NULL;
             size_t tl = 0;
             if (ldns_pkt2wire(&tw, t, &tl) == LDNS_STATUS_OK) {
-                free(wire);
-                wire = tw;
+                free(owned);
+                wire = owned = tw;
                 len = tl;
             }
             ldns_pkt_free(t);
@@ -961,6 +1005,8 @@ static void finish(struct dns_request *r, ldns_pkt *p, uint32_t applied)
     }
     r->slot->rcode = (int16_t)ldns_pkt_get_rcode(p);
     ldns_pkt_free(p);
+    if (e->active == 0 && applied == 0 && !too_big)
+        cache_store(srv, r, wire, len);   /* see handle_query: no quirk bent this answer */
 
     uint8_t *broken = NULL;
     const uint8_t *out = wire;
@@ -989,7 +1035,7 @@ static void finish(struct dns_request *r, ldns_pkt *p, uint32_t applied)
         send_later(r, out, len, delay);
     else
         send_now(srv, r->transport, r->conn, r->peer, r->peerlen, out, len);
-    free(wire);
+    free(owned);
     free(broken);
 }
 
@@ -1015,7 +1061,8 @@ static struct cache_slot *cache_lookup(struct dns_server *srv, const uint8_t *q,
 
 static int cache_hit(struct dns_server *srv, const struct dns_request *r)
 {
-    struct cache_slot *c = cache_lookup(srv, r->wire, r->len, r->transport);
+    struct cache_slot *c =
+        srv->cache_off ? NULL : cache_lookup(srv, r->wire, r->len, r->transport);
     if (c == NULL || c->generation != cache_generation(srv) || c->transport != r->transport
         || c->qlen != r->len - 2 || memcmp(c->query, r->wire + 2, c->qlen) != 0)
         return 0;
@@ -1041,7 +1088,8 @@ static int cache_hit(struct dns_server *srv, const struct dns_request *r)
 static void cache_store(struct dns_server *srv, const struct dns_request *r, const uint8_t *a,
                         size_t alen)
 {
-    struct cache_slot *c = cache_lookup(srv, r->wire, r->len, r->transport);
+    struct cache_slot *c =
+        srv->cache_off ? NULL : cache_lookup(srv, r->wire, r->len, r->transport);
     if (c == NULL || alen > DNS_CACHE_ANSWER_MAX || r->stat_index == UINT32_MAX)
         return;
     c->generation = cache_generation(srv);
@@ -1184,18 +1232,11 @@ static void handle_query(struct dns_server *srv, struct dns_request *r)
     }
     if (p == NULL)
         goto out;
-    if (r->eff.active == 0 && applied == 0) {
-        /* No quirk on this name (nor "*"): the answer depends only on the query bytes, the
-         * records and the quirk table as it is now — quirks of other names (a CNAME
-         * target's, an MX target's) bend it the same way every time, and the stateful or
-         * random ones (flap, case-0x20, delay, ...) act on the question's name only. */
-        uint8_t *w = NULL;
-        size_t n = 0;
-        if (ldns_pkt2wire(&w, p, &n) == LDNS_STATUS_OK
-            && (r->transport == DNS_TRANSPORT_TCP || n <= udp_limit(r->query)))
-            cache_store(srv, r, w, n);
-        free(w);
-    }
+    /* finish() stores the answer in the cache when no quirk on this name (nor "*") bent
+     * it: then it depends only on the query bytes, the records and the quirk table as it is
+     * now — quirks of other names (a CNAME target's, an MX target's) bend it the same way
+     * every time, and the stateful or random ones (flap, case-0x20, delay, ...) act on the
+     * question's name only. */
     finish(r, p, applied);
 out:
     ldns_pkt_free(r->query);
@@ -1204,27 +1245,69 @@ out:
 
 /* --- UDP -------------------------------------------------------------------------------- */
 
+/* Sends the answers collected during a burst; a full socket buffer loses the rest, as UDP
+ * may (the clients retry). Each answer that left goes to the capture. */
+static void udp_batch_flush(struct dns_server *srv)
+{
+    struct udp_batch *b = srv->batch;
+    unsigned done = 0;
+    while (done < b->nout) {
+        int n = sendmmsg(srv->udp_fd, b->out + done, b->nout - done, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        for (int k = 0; k < n; k++) {
+            const struct mmsghdr *m = &b->out[done + (unsigned)k];
+            if (m->msg_len == b->out_iov[done + (unsigned)k].iov_len)
+                pcap_udp_packet(srv->pcap, (struct sockaddr *)&srv->addr,
+                                (struct sockaddr *)m->msg_hdr.msg_name,
+                                b->out_buf[done + (unsigned)k], m->msg_len);
+        }
+        done += (unsigned)n;
+    }
+    b->nout = 0;
+}
+
 static void on_udp_readable(evutil_socket_t fd, short what, void *arg)
 {
     struct dns_server *srv = arg;
+    struct udp_batch *b = srv->batch;
     (void)what;
-    for (int i = 0; i < DNS_UDP_READS_PER_EVENT; i++) {
-        struct sockaddr_storage peer;
-        socklen_t peerlen = sizeof peer;
-        ssize_t n = recvfrom(fd, srv->udp_buf, DNS_UDP_MAX, 0, (struct sockaddr *)&peer,
-                             &peerlen);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return;   /* EAGAIN, or an ICMP error from an earlier send: nothing to do */
+    for (int round = 0; round * DNS_UDP_BATCH < DNS_UDP_READS_PER_EVENT; round++) {
+        for (unsigned k = 0; k < DNS_UDP_BATCH; k++) {
+            b->in_iov[k].iov_base = b->in_buf[k];
+            b->in_iov[k].iov_len = sizeof b->in_buf[k];
+            memset(&b->in[k], 0, sizeof b->in[k]);
+            b->in[k].msg_hdr.msg_name = &b->in_peer[k];
+            b->in[k].msg_hdr.msg_namelen = sizeof b->in_peer[k];
+            b->in[k].msg_hdr.msg_iov = &b->in_iov[k];
+            b->in[k].msg_hdr.msg_iovlen = 1;
         }
-        pcap_udp_packet(srv->pcap, (struct sockaddr *)&peer, (struct sockaddr *)&srv->addr,
-                        srv->udp_buf, (size_t)n);
-        struct dns_request r = {
-            .srv = srv, .transport = DNS_TRANSPORT_UDP, .peer = (struct sockaddr *)&peer,
-            .peerlen = peerlen, .wire = srv->udp_buf, .len = (size_t)n,
-        };
-        handle_query(srv, &r);
+        int n = recvmmsg(fd, b->in, DNS_UDP_BATCH, MSG_DONTWAIT, NULL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;   /* EAGAIN, or an ICMP error from an earlier send: nothing to do */
+        b->active = 1;
+        for (int k = 0; k < n; k++) {
+            struct mmsghdr *m = &b->in[k];
+            size_t len = m->msg_len;
+            pcap_udp_packet(srv->pcap, (struct sockaddr *)&b->in_peer[k],
+                            (struct sockaddr *)&srv->addr, b->in_buf[k], len);
+            if (m->msg_hdr.msg_flags & MSG_TRUNC)
+                continue;   /* larger than any query we answer: dropped, as a server may */
+            struct dns_request r = {
+                .srv = srv, .transport = DNS_TRANSPORT_UDP,
+                .peer = (struct sockaddr *)&b->in_peer[k], .peerlen = m->msg_hdr.msg_namelen,
+                .wire = b->in_buf[k], .len = len,
+            };
+            handle_query(srv, &r);
+        }
+        b->active = 0;
+        udp_batch_flush(srv);
+        if (n < DNS_UDP_BATCH)
+            return;   /* the socket is drained */
     }
 }
 
@@ -1447,7 +1530,10 @@ int dns_server_new(struct dns_server **out, struct event_base *base, const char 
     srv->stats_hash = calloc(DNS_STATS_HASH, sizeof *srv->stats_hash);
     srv->log = calloc(DNS_SERVER_LOG_MAX, sizeof *srv->log);
     srv->cache = calloc(DNS_CACHE_SLOTS, sizeof *srv->cache);
-    if (srv->stats_hash == NULL || srv->log == NULL || srv->cache == NULL) {
+    srv->wire_buf = ldns_buffer_new(DNS_WIRE_BUF_START);
+    srv->batch = calloc(1, sizeof *srv->batch);
+    if (srv->stats_hash == NULL || srv->log == NULL || srv->cache == NULL
+        || srv->wire_buf == NULL || srv->batch == NULL) {
         dns_server_free(srv);
         return err_set(err, "dns: out of memory");
     }
@@ -1487,6 +1573,9 @@ void dns_server_free(struct dns_server *srv)
     free(srv->stats_hash);
     free(srv->log);
     free(srv->cache);
+    if (srv->wire_buf != NULL)
+        ldns_buffer_free(srv->wire_buf);
+    free(srv->batch);
     free(srv);
 }
 
@@ -1498,6 +1587,12 @@ int dns_server_port(const struct dns_server *srv)
 const char *dns_server_addr(const struct dns_server *srv)
 {
     return srv->addr_text;
+}
+
+void dns_server_set_answer_cache(struct dns_server *srv, int on)
+{
+    srv->cache_off = !on;
+    srv->cache_generation++;   /* nothing stored before counts any more */
 }
 
 void dns_server_set_capture(struct dns_server *srv, struct pcap_writer *pw)

@@ -44,6 +44,10 @@ int dns_server_port(const struct dns_server *srv);
 const char *dns_server_addr(const struct dns_server *srv);
 /* Every query and answer from now on is written to pw (NULL: none); the server does not own pw. */
 void dns_server_set_capture(struct dns_server *srv, struct pcap_writer *pw);
+/* The answer cache (on by default) keeps the wire answer of each distinct query to a name
+ * without quirks until records or quirks change. Off: every query is parsed and encoded by
+ * ldns (bench/bench_dns_qps.c measures both). */
+void dns_server_set_answer_cache(struct dns_server *srv, int on);
 
 /* --- records -------------------------------------------------------------------------- */
 

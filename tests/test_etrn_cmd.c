@@ -240,6 +240,55 @@ static void test_etrn_parse_defect_flags_change_reading(void **state)
     assert_int_equal(rq.option, ETRN_OPTION_AT);
 }
 
+/* Random arguments from an alphabet that hits every branch: whatever the input, an OK
+ * parse yields a valid lowercase node (or a queue name, or the root for "@."), and the
+ * reply built from it fits one SMTP reply line. */
+static void test_etrn_parse_random_input_yields_valid_nodes_only(void **state)
+{
+    (void)state;
+    static const char alphabet[] = "aZ0-.@#[] \t\0_\xff.aaaa";
+    unsigned long long seed = 1985;
+    int ok = 0;
+    for (int i = 0; i < 20000; i++) {
+        char arg[320];
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        size_t len = (size_t)(seed >> 33) % (i % 10 == 0 ? sizeof arg : 24);
+        for (size_t k = 0; k < len; k++) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            arg[k] = alphabet[(seed >> 40) % (sizeof alphabet - 1)];
+        }
+        struct etrn_request rq;
+        struct etrn_err why = {{0}};
+        enum etrn_syntax st = etrn_parse(arg, len, 0, &rq, &why);
+        struct etrn_reply r;
+        if (st != ETRN_SYNTAX_OK) {
+            assert_true(why.msg[0] != '\0');
+            etrn_reply_choose(st == ETRN_SYNTAX_MISSING ? ETRN_OUTCOME_SYNTAX_MISSING
+                                                        : ETRN_OUTCOME_SYNTAX_BAD,
+                              NULL, 0, ETRN_REPLY_COUNTED, 0, why.msg, &r);
+            assert_true(r.code == 500 || r.code == 501);
+            assert_null(strpbrk(r.text, "\r\n"));
+            continue;
+        }
+        ok++;
+        assert_true(strlen(rq.node) <= DOMAIN_MAX);
+        if (rq.option == ETRN_OPTION_HASH) {
+            assert_true(rq.node[0] != '\0' && strlen(rq.node) <= ETRN_QUEUE_NAME_MAX);
+        } else if (rq.option == ETRN_OPTION_AT && rq.node[0] == '\0') {
+            assert_string_equal(rq.display, "@.");
+        } else {
+            struct etrn_err e;
+            if (domain_check(rq.node, strlen(rq.node), rq.option == ETRN_OPTION_AT ? 0 : DOMAIN_REQUIRE_FQDN, &e) < 0)
+                fail_msg("accepted invalid node '%s': %s", rq.node, e.msg);
+            for (const char *p = rq.node; *p; p++)
+                assert_false(*p >= 'A' && *p <= 'Z');
+        }
+        etrn_reply_choose(ETRN_OUTCOME_STARTED, &rq, 123456, ETRN_REPLY_COUNTED, 0, NULL, &r);
+        assert_non_null(strstr(r.text, rq.display));
+    }
+    assert_true(ok > 0);   /* the alphabet does produce valid nodes */
+}
+
 /* --- replies ------------------------------------------------------------------------------ */
 
 static struct etrn_request request(const char *arg)
@@ -423,6 +472,7 @@ int main(void)
         cmocka_unit_test(test_etrn_parse_refuses_over_long_names_without_overflow),
         cmocka_unit_test(test_etrn_parse_error_quotes_argument_safely),
         cmocka_unit_test(test_etrn_parse_defect_flags_change_reading),
+        cmocka_unit_test(test_etrn_parse_random_input_yields_valid_nodes_only),
         cmocka_unit_test(test_etrn_reply_counted_253_carries_the_count),
         cmocka_unit_test(test_etrn_reply_251_when_nothing_waits),
         cmocka_unit_test(test_etrn_reply_plain_style_is_always_250),

@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 
 #include "etrnd_config.h"
+#include "fileio.h"
 #include "log.h"
 #include "strbuf.h"
 
@@ -252,6 +253,7 @@ static void test_config_refuses_each_bad_value_with_file_and_line(void **state)
         { "etrn_rate_window = 5 fortnights", "not a duration" },
         { "etrn_reply = verbose", "not counted or plain" },
         { "dns_server = resolver.example:53", "not a numeric address" },
+        { "dns_server = 127.0.0.1:70000", "bad port" },
         { "smtp_port = 0", "out of range" },
         { "smtp_port = 65536", "out of range" },
         { "smtp_port = 25x", "not a number" },
@@ -338,6 +340,8 @@ static void test_config_refuses_missing_required_settings(void **state)
     assert_non_null(strstr(err.msg, "t.conf:1: listen: 1 to 64"));
     assert_int_equal(load_text("listen = 127.0.0.1:25\nspool =\n", &c, &err), -1);
     assert_non_null(strstr(err.msg, "t.conf:2: spool: empty value"));
+    assert_int_equal(load_text("listen = 127.0.0.1:70000\nspool = /tmp/x\n", &c, &err), -1);
+    assert_non_null(strstr(err.msg, "t.conf:1: listen: '127.0.0.1:70000': bad port"));
     assert_int_equal(load_text("listen = 127.0.0.1:25, localhost:25\nspool = /tmp/x\n", &c, &err), -1);
     assert_non_null(strstr(err.msg, "t.conf:1: listen: 'localhost:25': not a numeric address"));
     assert_null(c);
@@ -560,6 +564,106 @@ static void test_config_shipped_example_loads(void **state)
     etrnd_config_free(c);
 }
 
+/* Lines assembled from real keys and hostile values: whatever happens, loading either
+ * succeeds or says where (file name first), and never crashes (run it under ASan). */
+static void test_config_random_lines_are_loaded_or_refused_by_name(void **state)
+{
+    (void)state;
+    static const char *const keys[] = {
+        "listen", "etrn_domains", "etrn_allow", "route.a.test", "queue.q", "mynetworks",
+        "message_size_limit", "smtpd_timeout", "defect", "etrn_reply", "smtp_port",
+        "dns_server", "myhostname", "route.", "queue.", "etrn_rate_limit", "tls_cert_file",
+    };
+    static const char *const values[] = {
+        "", "a.test", "@a.test : 127.0.0.1", "queue:q : any", "127.0.0.1:0", "[::1]:25",
+        "99999999999999999999", "10M", "1k", "0", "-", ":", " : : ", "user:", "::", "[",
+        "a..b", "*", "#x", "@", "@.", "etrn_wrong_count", "never_deliver,never_deliver",
+        "127.0.0.0/8, ::1/128", "1.2.3.4/99", "18446744073709551616ms", "5d", "plain",
+        "xn--bcher-kva.test", "a-.test", "/dev/null",
+    };
+    unsigned long long seed = 1985;
+    char prefix[160];
+    assert_true(str_format(prefix, sizeof prefix, "%s", test_file) >= 0);
+    for (int i = 0; i < 3000; i++) {
+        char text[1024] = BASE;
+        size_t lines = 1 + i % 3;
+        for (size_t l = 0; l < lines; l++) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            const char *k = keys[(seed >> 33) % (sizeof keys / sizeof keys[0])];
+            const char *v1 = values[(seed >> 20) % (sizeof values / sizeof values[0])];
+            const char *v2 = values[(seed >> 45) % (sizeof values / sizeof values[0])];
+            char line[300];
+            assert_true(str_format(line, sizeof line, "%s = %s%s%s\n", k, v1,
+                                   (seed & 1) ? " " : "", (seed & 2) ? v2 : "") >= 0);
+            assert_true(strlen(text) + strlen(line) < sizeof text);
+            memcpy(text + strlen(text), line, strlen(line) + 1);
+        }
+        struct etrnd_config *c = NULL;
+        struct etrn_err err = {{0}};
+        if (load_text(text, &c, &err) == 0) {
+            assert_non_null(c);
+            etrnd_config_free(c);
+        } else {
+            assert_null(c);
+            if (strncmp(err.msg, prefix, strlen(prefix)) != 0)
+                fail_msg("error does not name the file: '%s' for:\n%s", err.msg, text);
+        }
+    }
+}
+
+/* The setting names are a contract: etrnd.conf(5) documents each one, and the shipped
+ * example shows each one (set or commented out). */
+static const char *const every_key[] = {
+    "listen", "myhostname", "spool", "log_file", "log_level", "pid_file",
+    "etrn_domains", "mynetworks", "queue.", "etrn", "etrn_allow", "etrn_require_auth",
+    "etrn_rate_limit", "etrn_rate_window", "etrn_reply", "etrn_require_helo",
+    "dns_server", "smtp_port", "route.", "delivery_concurrency", "delivery_max_connections",
+    "retry_interval", "max_queue_lifetime", "smtp_connect_timeout", "smtp_greeting_timeout",
+    "smtp_mail_timeout", "smtp_rcpt_timeout", "smtp_data_timeout", "smtp_block_timeout",
+    "smtp_dot_timeout", "delivery_starttls", "message_size_limit", "max_recipients",
+    "max_sessions", "smtpd_timeout", "smtpd_max_errors", "tls_cert_file", "tls_key_file",
+    "auth_password_file", "auth_allow_plaintext", "defect",
+};
+
+static void test_config_every_key_and_defect_is_documented(void **state)
+{
+    (void)state;
+    struct strbuf man, ex;
+    struct etrn_err err = {{0}};
+    strbuf_init(&man, 1 << 20);
+    strbuf_init(&ex, 1 << 20);
+    if (fileio_read_file("docs/man/etrnd.conf.5", &man, 1 << 20, &err) < 0 ||
+        fileio_read_file("docs/etrnd.conf.example", &ex, 1 << 20, &err) < 0)
+        fail_msg("%s", err.msg);
+    for (size_t i = 0; i < sizeof every_key / sizeof every_key[0]; i++) {
+        const char *k = every_key[i];
+        int prefix = k[strlen(k) - 1] == '.';
+        char pat[96];
+        assert_true(str_format(pat, sizeof pat, ".BI %s ", k) >= 0);
+        if (strstr(man.data, pat) == NULL)
+            fail_msg("etrnd.conf(5) does not document '%s'", k);
+        char set[96], commented[96];
+        assert_true(str_format(set, sizeof set, "\n%s%s", k, prefix ? "" : " ") >= 0);
+        assert_true(str_format(commented, sizeof commented, "\n#%s%s", k, prefix ? "" : " ") >= 0);
+        if (strstr(ex.data, set) == NULL && strstr(ex.data, commented) == NULL)
+            fail_msg("docs/etrnd.conf.example does not show '%s'", k);
+    }
+    static const char *const defects[] = {
+        "etrn_not_advertised", "etrn_accept_malformed", "etrn_wrong_count",
+        "etrn_case_sensitive", "etrn_ignore_at", "etrn_block_reply",
+        "deliver_to_requester", "ignore_mx_preference", "no_mx_fallthrough",
+        "deliver_twice", "never_deliver", "lose_after_failure",
+    };
+    for (size_t i = 0; i < sizeof defects / sizeof defects[0]; i++) {
+        char pat[96];
+        assert_true(str_format(pat, sizeof pat, "\n.B %s\n", defects[i]) >= 0);
+        if (strstr(man.data, pat) == NULL)
+            fail_msg("etrnd.conf(5) TEST-ONLY DEFECTS does not describe '%s'", defects[i]);
+    }
+    strbuf_free(&man);
+    strbuf_free(&ex);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -582,6 +686,8 @@ int main(void)
         cmocka_unit_test(test_config_holds_etrn_domains_and_label_aligned_subdomains),
         cmocka_unit_test(test_config_etrn_allow_may_repeat_but_not_listen),
         cmocka_unit_test(test_config_shipped_example_loads),
+        cmocka_unit_test(test_config_every_key_and_defect_is_documented),
+        cmocka_unit_test(test_config_random_lines_are_loaded_or_refused_by_name),
     };
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }

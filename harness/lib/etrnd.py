@@ -114,6 +114,20 @@ class Etrnd:
                 snap[os.path.relpath(path, self.spool)] = (st.st_size, st.st_mtime_ns, st.st_ino)
         return snap
 
+    def sanitizer_reports(self):
+        """Lines from every run of this etrnd (each start's output file) where ASan, LSan
+        or UBSan reported an error; [] for a clean (or non-sanitizer) build."""
+        import glob
+        import re
+        found = []
+        for path in sorted(glob.glob(os.path.join(self.workdir, "%s-*.out" % self.name))):
+            with open(path, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    if re.search(r"ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error:|"
+                                 r"SUMMARY: (Address|Leak|Undefined)", line):
+                        found.append("%s: %s" % (os.path.basename(path), line.rstrip()))
+        return found
+
     def diagnostics(self):
         return "--- etrnd output ---\n%s\n--- etrnd log (tail) ---\n%s" % (
             self.output()[-4000:], self.log()[-6000:])

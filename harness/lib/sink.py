@@ -8,8 +8,10 @@ Multi-line EHLO (PIPELINING, 8BITMIME, SIZE), dot-unstuffing, one record per mes
 peer and local address, HELO name, envelope, the unstuffed body, whether the 250 was
 sent. delay_after_dot makes a slow sink (the reply to the final dot waits); hold_after=K
 withholds the reply to every message after the K-th until release(), which pins
-deliveries "in flight" for crash tests. Stand-in until etrnsim's sinks
-(bin/etrnsim) are used by the harness.
+deliveries "in flight" for crash tests.
+
+Etrnsim (below) runs the simulator's sinks and DNS instead (bin/etrnsim -c TOPO): links
+that go down and up, several MX hosts, and a journal of every delivery.
 """
 import re
 import socketserver
@@ -165,3 +167,80 @@ class Sink:
                 found = re.search(rb"(?im)^Message-ID:\s*(<[^>\r\n]*>)", m["data"])
                 out.append(found.group(1).decode() if found else None)
         return out
+
+
+class Etrnsim:
+    """The simulator as the node side of a test: `bin/etrnsim -c TOPO` with its DNS on a
+    free loopback port, its sinks (127.0.0.2, .3, ... behind links) on a free common port,
+    a journal file and a control socket.
+
+        sim = Etrnsim(procs, workdir, bindir, "sink sink1\\ndns node.test MX 10 mx1.node.test\\n...").start()
+        sim.dns_port, sim.sink_port; sim.tell("link sink1 up"); sim.deliveries(node="sink1")
+    """
+
+    def __init__(self, procs, workdir, bindir, topology, name="etrnsim", pool="127.0.0.2", nodes=4):
+        import os
+        self.procs, self.name = procs, name
+        self.bin = os.path.join(str(bindir), "etrnsim")
+        self.topo = os.path.join(str(workdir), name + ".topo")
+        self.journal = os.path.join(str(workdir), name + ".journal")
+        self.control = os.path.join(str(workdir), name + ".sock")
+        with open(self.topo, "w") as f:
+            f.write(topology)
+        first = [int(x) for x in pool.split(".")]
+        self.pool = ["127.0.0.%d" % (first[3] + i) for i in range(nodes)]
+        self.dns_port = net.free_port("127.0.0.1", udp=True)
+        self.sink_port = net.free_port(*self.pool)
+        self.proc = None
+
+    def start(self):
+        self.proc = self.procs.start([self.bin, "-c", self.topo, "--dns", "127.0.0.1:%d" % self.dns_port,
+                                      "--sink-port", str(self.sink_port), "--journal", self.journal,
+                                      "--control", self.control, "--quiet"], self.name)
+        net.wait_until(lambda: self._ready(), net.DEFAULT_TIMEOUT, "etrnsim to say ready")
+        net.wait_listening("127.0.0.1", self.dns_port, self.proc, what="etrnsim's DNS (TCP)")
+        return self
+
+    def _ready(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("etrnsim exited with %s:\n%s" % (self.proc.returncode, self.output()))
+        return "ready" in self.output()
+
+    def output(self):
+        return self.procs.output(self.proc) if self.proc else ""
+
+    def tell(self, line):
+        """Sends one command over the control socket; returns etrnsim's answer (fails on error)."""
+        import subprocess
+        r = subprocess.run([self.bin, "--tell", self.control] + line.split(), capture_output=True,
+                           text=True, timeout=20)
+        if r.returncode != 0:
+            raise AssertionError("etrnsim --tell %s: %s%s" % (line, r.stdout, r.stderr))
+        return r.stdout
+
+    def deliveries(self, node=None, status="accepted"):
+        """Journal delivery records as dicts (sink, peer, status, code, mail_from, rcpts,
+        message_id, size, sha256), optionally only one sink's and one status."""
+        out = []
+        try:
+            with open(self.journal, encoding="utf-8", errors="replace") as f:
+                lines = f.read().split("\n")[:-1]     # a last line without LF is unfinished
+        except OSError:
+            return out
+        for line in lines:
+            f = line.split("\t")
+            if not f or f[0] != "delivery" or len(f) < 12:
+                continue
+            rec = {"sink": f[2], "conn": f[3], "peer": f[4], "status": f[5], "code": f[6],
+                   "mail_from": f[7], "rcpts": f[8].split(","), "message_id": _unescape(f[9]),
+                   "size": int(f[10]), "sha256": f[11]}
+            if (node is None or rec["sink"] == node) and (status is None or rec["status"] == status):
+                out.append(rec)
+        return out
+
+
+def _unescape(field):
+    """The journal's %XX escapes undone ('-' alone means empty)."""
+    if field == "-":
+        return ""
+    return re.sub(r"%([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), field)
