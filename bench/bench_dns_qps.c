@@ -1,10 +1,8 @@
 /* bench_dns_qps.c — queries per second of the simulator's DNS server (sim/dns_server.c)
  * against dnsmasq, with the same records, the same client and the same query, in one run.
  *
- * Build and run by hand (from the project root, after `make`):
- *   cc -O2 -std=c11 -D_GNU_SOURCE -Ilib -Ipcap -Isim -o build/bench_dns_qps bench/bench_dns_qps.c \
- *      build/libetrnsim.a build/libetrnpcap.a build/libetrn.a \
- *      $(pkg-config --libs libevent ldns libpcap) && build/bench_dns_qps [QUERIES] [WINDOW] [ROUNDS]
+ * Build and run (from the project root): `make benches` (or `make bench`, which also runs
+ * scripts/run-bench), then build/bench/bench_dns_qps [QUERIES] [WINDOW] [ROUNDS]
  *
  * QUERIES (default 200000) UDP queries "node.test MX" are sent with WINDOW (default 64) in
  * flight from one client socket on 127.0.0.1; a query unanswered for 200 ms counts as lost
@@ -231,7 +229,7 @@ static int measure(const char *label, int port, long total, int window, struct r
         fprintf(stderr, "bench_dns_qps: %s: run did not finish\n", label);
         return -1;
     }
-    printf("%-14s %9ld answered %6ld lost %7.3f s %10.0f queries/s\n", label, res->answered,
+    printf("  %-14s %9ld answered %6ld lost %7.3f s %10.0f q/s\n", label, res->answered,
            res->lost, res->seconds, (double)res->answered / res->seconds);
     fflush(stdout);
     return 0;
@@ -278,9 +276,12 @@ int main(int argc, char **argv)
                 best[k] = qps(&res);
         }
     }
-    printf("\n%-14s %12s %10s\n", "server", "best q/s", "/dnsmasq");
+    /* The table: one line per server ending in "queries/s" (scripts/run-bench reads the
+     * first and the second-to-last word of such lines). */
+    printf("\n%-14s %10s %12s\n", "server", "/dnsmasq", "best");
     for (int k = 0; k < 4; k++)
-        printf("%-14s %12.0f %10.2f\n", labels[k], best[k], best[3] > 0 ? best[k] / best[3] : 0);
+        printf("%-14s %10.2f %12.0f queries/s\n", labels[k],
+               best[3] > 0 ? best[k] / best[3] : 0, best[k]);
     printf("goal: etrnsim/dnsmasq >= 1.0\n");
     return 0;
 }

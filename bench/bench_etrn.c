@@ -2,9 +2,9 @@
  * etrnd's spool through the spool API, injects mail over SMTP, times ETRN replies and
  * flushes, and runs a tarpit. One client measures etrnd and Postfix alike.
  *
- *   build/bench_etrn fill DIR COUNT SIZE NODES FIRST    # spool API: message i -> u<i>@n<i % NODES>.bench.test
- *   build/bench_etrn etrn 127.0.0.1:PORT ROUNDS FIRST   # ETRN n<FIRST..FIRST+ROUNDS-1>.bench.test, shuffled
- *   build/bench_etrn flush 127.0.0.1:PORT NODE SINKLOG COUNT SECONDS   # until smtp-sink counted COUNT
+ *   build/bench/bench_etrn fill DIR COUNT SIZE NODES FIRST    # spool API: message i -> u<i>@n<i % NODES>.bench.test
+ *   build/bench/bench_etrn etrn 127.0.0.1:PORT ROUNDS FIRST [GAP_MS]   # ETRN n<FIRST..FIRST+ROUNDS-1>.bench.test
+ *   build/bench/bench_etrn flush 127.0.0.1:PORT NODE SINKLOG COUNT SECONDS   # until smtp-sink counted COUNT
  *   (also: inject, tarpit, port, wait — see bench_usage below)
  *
  * Each command prints one line of key=value pairs on stdout and exits 0, or explains on
@@ -386,10 +386,11 @@ static int bench_inject(int argc, char **argv)
 static int bench_etrn(int argc, char **argv)
 {
     struct sockaddr_in sa;
-    long rounds, first;
-    if (argc != 5 || bench_parse_addr(argv[2], &sa) < 0 ||
+    long rounds, first, gap_ms = 0;
+    if (argc < 5 || argc > 6 || bench_parse_addr(argv[2], &sa) < 0 ||
         bench_parse_count(argv[3], "ROUNDS", 1, BENCH_ROUNDS_MAX, &rounds) < 0 ||
-        bench_parse_count(argv[4], "FIRST", 0, 100000000, &first) < 0)
+        bench_parse_count(argv[4], "FIRST", 0, 100000000, &first) < 0 ||
+        (argc == 6 && bench_parse_count(argv[5], "GAP_MS", 0, 10000, &gap_ms) < 0))
         return 1;
     long *order = malloc((size_t)rounds * sizeof *order);
     double *ms = malloc((size_t)rounds * sizeof *ms);
@@ -421,6 +422,11 @@ static int bench_etrn(int argc, char **argv)
     char line[128], last[256] = "";
     int rc = 0;
     for (long i = 0; i < rounds; i++) {
+        if (gap_ms > 0 && i > 0) {
+            /* Paced: the work each ETRN starts (a flush) is done before the next one asks. */
+            struct timespec ts = { gap_ms / 1000, (gap_ms % 1000) * 1000000L };
+            nanosleep(&ts, NULL);
+        }
         str_format(line, sizeof line, "ETRN n%ld.bench.test\r\n", order[i]);
         double a = bench_now();
         int code = bench_command(&c, line, last, sizeof last);
@@ -441,7 +447,7 @@ static int bench_etrn(int argc, char **argv)
         double sum = 0;
         for (long i = 0; i < rounds; i++)
             sum += ms[i];
-        printf("rounds=%ld median_ms=%.4f p99_ms=%.4f mean_ms=%.4f max_ms=%.4f first_ms=%.4f", rounds,
+        printf("rounds=%ld gap_ms=%ld median_ms=%.4f p99_ms=%.4f mean_ms=%.4f max_ms=%.4f first_ms=%.4f", rounds, gap_ms,
                ms[rounds / 2], ms[(rounds * 99) / 100 < rounds ? (rounds * 99) / 100 : rounds - 1],
                sum / (double)rounds, ms[rounds - 1], firstms);
         for (int k = 200; k < 600; k++)
@@ -657,13 +663,14 @@ static void bench_usage(void)
     fprintf(stderr,
             "usage: bench_etrn fill DIR COUNT SIZE NODES FIRST\n"
             "       bench_etrn inject HOST:PORT COUNT SIZE NODES SESSIONS FIRST\n"
-            "       bench_etrn etrn HOST:PORT ROUNDS FIRST\n"
+            "       bench_etrn etrn HOST:PORT ROUNDS FIRST [GAP_MS]\n"
             "       bench_etrn flush HOST:PORT NODE SINKLOG COUNT SECONDS\n"
             "       bench_etrn tarpit HOST:PORT SECONDS\n"
             "       bench_etrn port HOST\n"
             "       bench_etrn wait HOST:PORT SECONDS\n"
             "Message i goes to u<i>@n<i %% NODES>.bench.test (i from FIRST); etrn asks for\n"
-            "n<FIRST>..n<FIRST+ROUNDS-1>.bench.test in a shuffled order. Loopback only.\n");
+            "n<FIRST>..n<FIRST+ROUNDS-1>.bench.test in a shuffled order, GAP_MS apart (default\n"
+            "0: back to back). Loopback only.\n");
 }
 
 int main(int argc, char **argv)

@@ -1,10 +1,8 @@
 /* bench_link.c — what a link (sim/link.c) adds to a connection: round-trip latency per hop
  * and throughput, against a direct loopback connection measured in the same run.
  *
- * Build and run by hand (from the project root, after `make`):
- *   cc -O2 -std=c11 -D_GNU_SOURCE -Ilib -Ipcap -Isim -o build/bench_link bench/bench_link.c \
- *      build/libetrnsim.a build/libetrnpcap.a build/libetrn.a \
- *      $(pkg-config --libs libevent libevent_openssl libpcap openssl) -lpthread && build/bench_link [ROUNDS] [MB]
+ * Build and run (from the project root): `make benches` (or `make bench`, which also runs
+ * scripts/run-bench), then build/bench/bench_link [ROUNDS] [MB]
  *
  * An echo server and a discard server run on the event loop; a client thread does ROUNDS
  * (default 20000) 64-byte ping-pongs and sends MB (default 256) megabytes, first straight

@@ -2,9 +2,8 @@
  * spool_collect, exact domain and '@' subdomains) with 1k, 100k and 1M entries queued
  * across 10,000 domains, plus what a durable commit and a reopen cost.
  *
- * Build and run by hand (from the project root, after `make build/libetrnd.a build/libetrn.a`):
- *   cc -O2 -std=c11 -D_GNU_SOURCE -Ilib -Iserver -o build/bench_spool bench/bench_spool.c \
- *      build/libetrnd.a build/libetrn.a && build/bench_spool [MAX_ENTRIES] [DIR]
+ * Build and run by hand (from the project root): make build/bench/bench_spool &&
+ *   build/bench/bench_spool [MAX_ENTRIES] [DIR]
  *
  * MAX_ENTRIES (default 1000000) stops the series early (1000, 100000, 1000000 up to it).
  * DIR (default a fresh /tmp/bench_spool.XXXXXX, removed at the end) holds the spool;

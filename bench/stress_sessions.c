@@ -4,6 +4,7 @@
  *
  *   build/bench/stress_sessions --target 127.0.0.1:2525 --node node.test --sessions 1000 \
  *       --storm 2000 --slowloris 50 --long-lines 20 --pid $(pidof etrnd) --max-seconds 60
+ *   (--slow-eol no: slowloris clients dribble one endless line instead of complete ones)
  *   (built by `make benches` as build/bench/stress_sessions, or by hand:
  *    cc -O2 -std=c11 -D_GNU_SOURCE -Ilib -o stress_sessions bench/stress_sessions.c build/libetrn.a)
  *
@@ -60,7 +61,8 @@ struct stress_opts {
     const char *node;
     unsigned sessions, storm, slowloris, long_lines;
     size_t long_line_bytes;
-    double slow_interval, max_seconds, probe_interval;
+    double slow_interval, max_seconds, probe_interval, slow_seconds;
+    int slow_endless;               /* slowloris never ends a line (no CRLF at all) */
     int pid;
 };
 
@@ -448,9 +450,13 @@ static int stress_parse_args(int argc, char **argv)
         else if (strcmp(a, "--slow-interval") == 0) opt.slow_interval = strtod(v, NULL);
         else if (strcmp(a, "--probe-interval") == 0) opt.probe_interval = strtod(v, NULL);
         else if (strcmp(a, "--max-seconds") == 0) opt.max_seconds = strtod(v, NULL);
+        else if (strcmp(a, "--slow-seconds") == 0) opt.slow_seconds = strtod(v, NULL);
         else if (strcmp(a, "--pid") == 0) opt.pid = atoi(v);
+        else if (strcmp(a, "--slow-eol") == 0) opt.slow_endless = strcmp(v, "no") == 0;
         else return -1;
     }
+    if (opt.slow_seconds <= 0 || opt.slow_seconds > opt.max_seconds)
+        opt.slow_seconds = opt.max_seconds / 2;
     if (target == NULL || strlen(opt.node) > 255 || opt.storm > STORM_MAX
         || opt.long_line_bytes > (64u << 20) || opt.max_seconds <= 0 || opt.max_seconds > 3600
         || opt.slow_interval <= 0 || opt.probe_interval <= 0
@@ -528,7 +534,9 @@ int main(int argc, char **argv)
     if (stress_parse_args(argc, argv) < 0) {
         fprintf(stderr, "usage: stress_sessions --target 127.0.0.1:PORT [--node D] [--sessions N]"
                         " [--storm N] [--slowloris N] [--long-lines N] [--long-line-bytes N]"
-                        " [--slow-interval S] [--probe-interval S] [--pid PID] [--max-seconds S]\n");
+                        " [--slow-interval S] [--slow-eol yes|no] [--slow-seconds S]"
+                        " [--probe-interval S] [--pid PID]"
+                        " [--max-seconds S]\n");
         return 2;
     }
     stress_raise_fd_limit();
@@ -570,7 +578,10 @@ int main(int argc, char **argv)
             struct conn *c = conns[i];
             if (c->kind == KIND_SLOW && c->fd >= 0 && c->step == STEP_SLOW && now >= c->next_byte_at) {
                 static const char dribble[] = "EHLO slowloris.test.example.org\r\n";
-                conn_send(c, dribble + c->slow_sent % (sizeof dribble - 1), 1);
+                if (opt.slow_endless)   /* "EHLO aaaa..." and never a line end */
+                    conn_send(c, c->slow_sent < 5 ? "EHLO " + c->slow_sent : "a", 1);
+                else
+                    conn_send(c, dribble + c->slow_sent % (sizeof dribble - 1), 1);
                 c->slow_sent++;
                 c->next_byte_at = now + opt.slow_interval;
             }
@@ -578,9 +589,9 @@ int main(int argc, char **argv)
         unsigned long rss = proc_status_kb(opt.pid, "VmRSS");
         if (rss > fig.max_rss_sampled_kb)
             fig.max_rss_sampled_kb = rss;
-        /* Done when sessions, storm and long lines are finished and slowloris has had a
-         * fair share of the time (they only end by the server's timeout or ours). */
-        if (released && !stress_work_left() && (opt.slowloris == 0 || now - t0 > opt.max_seconds / 2))
+        /* Done when sessions, storm and long lines are finished and slowloris has had its
+         * --slow-seconds (they only end by the server's timeout or ours). */
+        if (released && !stress_work_left() && (opt.slowloris == 0 || now - t0 > opt.slow_seconds))
             break;
         int n = epoll_wait(epfd, evs, 256, 20);
         if (n < 0) {

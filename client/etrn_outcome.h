@@ -14,9 +14,11 @@ enum etrn_outcome {
     ETRN_NOTHING_WAITING,    /* 251: accepted, nothing queued */
     ETRN_TEMPORARY,          /* 458 and other 4xx except 459: try again later */
     ETRN_REFUSED,            /* 459: not allowed for this node; do not retry blindly */
-    ETRN_UNSUPPORTED,        /* 500, 501, 502, 504 and other 5xx: ETRN unsupported or broken
-                                (R1985-5.2.1: send no further ETRN in this session) */
-    ETRN_CONNECTION,         /* no usable session: connect, greeting, EHLO, TLS or AUTH failed */
+    ETRN_UNSUPPORTED,        /* 500, 501, 502, 504, 530 and other 5xx: ETRN unsupported or
+                                broken (R1985-5.2.1: send no further ETRN in this session);
+                                also a relay that does not offer ETRN (EHLO) at all */
+    ETRN_CONNECTION,         /* no usable session: connect, greeting, 421, timeout, TLS or
+                                AUTH failed */
     ETRN_OUTCOME_COUNT
 };
 

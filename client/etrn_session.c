@@ -69,6 +69,24 @@ static void session_send(struct etrn_session *s, const char *line)
         session_fail(s, "cannot queue command: %s", line);
 }
 
+/* Ends a session that is still in order with QUIT (RFC 5321 §4.1.1.10) instead of dropping
+ * it: the relay did nothing wrong, it only cannot do what we need. Nodes not yet asked
+ * for get outcome o; the callback runs when the relay answers QUIT or closes. */
+static void session_give_up(struct etrn_session *s, enum etrn_outcome o, const char *fmt,
+                            const char *detail)
+{
+    if (s->done)
+        return;
+    if (s->error[0] == '\0')
+        snprintf(s->error, sizeof s->error, fmt, detail ? detail : "");
+    for (size_t i = 0; i < s->nnodes; i++)
+        if (!s->results[i].sent)
+            s->results[i].outcome = o;
+    s->next = s->nnodes;
+    s->state = ST_QUIT;
+    session_send(s, "QUIT");
+}
+
 static void session_first_line(const struct smtp_reply *r, char *out, size_t n)
 {
     const char *nl = memchr(r->text.data, '\n', r->text.len);
@@ -180,7 +198,7 @@ static void session_after_ehlo(struct etrn_session *s)
 {
     if (s->opts.starttls && !s->in_tls) {
         if (!s->starttls_advertised) {
-            session_fail(s, "relay does not offer STARTTLS%s", NULL);
+            session_give_up(s, ETRN_CONNECTION, "relay does not offer STARTTLS%s", NULL);
             return;
         }
         s->state = ST_STARTTLS;
@@ -189,14 +207,15 @@ static void session_after_ehlo(struct etrn_session *s)
     }
     if (s->opts.auth_user) {
         if (!s->auth_plain_advertised) {
-            session_fail(s, "relay does not offer AUTH PLAIN%s", NULL);
+            session_give_up(s, ETRN_CONNECTION, "relay does not offer AUTH PLAIN%s", NULL);
             return;
         }
         session_send_auth(s);
         return;
     }
     if (!s->etrn_advertised && !s->opts.force) {
-        session_fail(s, "relay does not advertise ETRN in its EHLO reply%s", NULL);
+        session_give_up(s, ETRN_UNSUPPORTED, "relay does not advertise ETRN in its EHLO reply%s",
+                        NULL);
         return;
     }
     session_send_next_etrn(s);
@@ -233,6 +252,11 @@ static void session_handle_reply(struct etrn_session *s)
     switch (s->state) {
     case ST_CONNECT:
     case ST_GREETING:
+        if (r->code == 554) {
+            /* RFC 5321 §3.1: after a 554 greeting the client should QUIT. */
+            session_give_up(s, ETRN_CONNECTION, "relay greeting: %s", first);
+            return;
+        }
         if (r->code != 220) {
             session_fail(s, "relay greeting: %s", first);
             return;
@@ -242,16 +266,26 @@ static void session_handle_reply(struct etrn_session *s)
         return;
     case ST_EHLO:
     case ST_TLS_EHLO:
-        if (r->code != 250) {
+        if (r->code == 421) {
             session_fail(s, "EHLO refused: %s", first);
+            return;
+        }
+        if (r->code != 250) {
+            /* No ESMTP, so no way to learn that ETRN is offered (RFC 1869 §4.2). */
+            session_give_up(s, r->code / 100 == 4 ? ETRN_TEMPORARY : ETRN_UNSUPPORTED,
+                            "EHLO refused: %s", first);
             return;
         }
         session_read_ehlo_keywords(s);
         session_after_ehlo(s);
         return;
     case ST_STARTTLS:
-        if (r->code != 220) {
+        if (r->code == 421) {
             session_fail(s, "STARTTLS refused: %s", first);
+            return;
+        }
+        if (r->code != 220) {
+            session_give_up(s, ETRN_CONNECTION, "STARTTLS refused: %s", first);
             return;
         }
         if (session_start_tls(s) < 0) {
@@ -260,12 +294,17 @@ static void session_handle_reply(struct etrn_session *s)
         }
         return; /* continues in the event callback once the handshake is done */
     case ST_AUTH:
-        if (r->code != 235) {
+        if (r->code == 421) {
             session_fail(s, "AUTH refused: %s", first);
             return;
         }
+        if (r->code != 235) {
+            session_give_up(s, ETRN_CONNECTION, "AUTH refused: %s", first);
+            return;
+        }
         if (!s->etrn_advertised && !s->opts.force) {
-            session_fail(s, "relay does not advertise ETRN in its EHLO reply%s", NULL);
+            session_give_up(s, ETRN_UNSUPPORTED,
+                            "relay does not advertise ETRN in its EHLO reply%s", NULL);
             return;
         }
         session_send_next_etrn(s);

@@ -502,13 +502,13 @@ static int make_templates(struct capture_dialogues *d)
             if (x->command) {
                 strbuf_reset(&sb);
                 int raw = command_needs_raw(x);
+                x->templ_raw = raw;
                 if (templ_append(d, x->command, strlen(x->command), raw, &sb) < 0)
                     goto fail;
                 if (raw && strbuf_append_str(&sb, x->bare_lf ? "\\n" : "\\r\\n") < 0)
                     goto fail;
                 if ((x->command_templ = strbuf_detach(&sb)) == NULL)
                     goto fail;
-                strbuf_init(&sb, SCENARIO_EXPAND_MAX * 4);
             }
             if (x->body) {
                 strbuf_reset(&sb);
@@ -516,7 +516,6 @@ static int make_templates(struct capture_dialogues *d)
                     goto fail;
                 if ((x->body_templ = strbuf_detach(&sb)) == NULL)
                     goto fail;
-                strbuf_init(&sb, SCENARIO_EXPAND_MAX * 4);
             }
         }
     }
@@ -636,6 +635,8 @@ static void dns_collect(struct capture_dialogues *d, const struct capture *cap)
                 } else {
                     continue;
                 }
+                if (r.rdata[0] == '\0' || r.rdata[0] == ' ')
+                    continue;
                 if (!printable_name(r.rdata) && t != LDNS_RR_TYPE_MX &&
                     strspn(r.rdata, "0123456789abcdefABCDEF.:") != strlen(r.rdata))
                     continue;
@@ -671,19 +672,21 @@ static void dns_collect(struct capture_dialogues *d, const struct capture *cap)
         strbuf_init(&sb, SCENARIO_LINE_MAX);
         char line[700];
         snprintf(line, sizeof line, "%s %s %s", v[i].owner, v[i].type, v[i].rdata);
-        if (strbuf_append_str(&sb, "dns       ") == 0 &&
+        if (strbuf_append_str(&sb, "dns         ") == 0 &&
             templ_append(d, line, strlen(line), 0, &sb) == 0)
-            d->dns_lines[d->ndns_lines++] = strbuf_detach(&sb);
-        else
-            strbuf_free(&sb);
+            d->dns_lines[d->ndns_lines] = strbuf_detach(&sb);
+        if (d->dns_lines[d->ndns_lines])
+            d->ndns_lines++;
+        strbuf_free(&sb);
     }
     for (size_t i = 0; i < nq && d->ndns_lines < CAPTURE_DNS_LINES_MAX; i++) {
         strbuf_init(&sb, SCENARIO_LINE_MAX);
-        if (strbuf_append_str(&sb, "dns-quirk ") == 0 &&
+        if (strbuf_append_str(&sb, "dns-quirk   ") == 0 &&
             templ_append(d, quirks[i], strlen(quirks[i]), 0, &sb) == 0)
-            d->dns_lines[d->ndns_lines++] = strbuf_detach(&sb);
-        else
-            strbuf_free(&sb);
+            d->dns_lines[d->ndns_lines] = strbuf_detach(&sb);
+        if (d->dns_lines[d->ndns_lines])
+            d->ndns_lines++;
+        strbuf_free(&sb);
     }
 out:
     free(v);
@@ -767,7 +770,8 @@ int capture_dialogues_build(struct capture_dialogues *d, const struct capture *c
     char rcpt[256] = "";
     for (size_t i = 0; i < d->n; i++) {
         struct capture_session *se = &d->v[i];
-        se->kept = se->role == CAPTURE_ROLE_CLIENT && (se->has_etrn || (o && o->all_sessions));
+        se->kept = se->role == CAPTURE_ROLE_CLIENT && se->n > 0 &&
+                   (se->has_etrn || (o && o->all_sessions));
         if (se->role == CAPTURE_ROLE_DELIVERY) {
             delivered += se->accepted;
             for (size_t k = 0; k < se->n && rcpt[0] == '\0'; k++)
@@ -932,6 +936,9 @@ int capture_scenario_format(const struct capture_dialogues *d, const struct capt
         if (d->nsmtp == 0)
             return err_set(err, "%s: no SMTP session found (%zu packets, %zu TCP streams)",
                            cap->name, cap->npackets, cap->nstreams);
+        if (o && o->all_sessions)
+            return err_set(err, "%s: no SMTP session holds a whole command or reply (%zu TCP "
+                           "streams, %zu SMTP sessions)", cap->name, cap->nstreams, d->nsmtp);
         return err_set(err, "%s: no SMTP session with ETRN (%zu TCP streams, %zu SMTP sessions; "
                        "--all-sessions keeps sessions without ETRN)", cap->name, cap->nstreams,
                        d->nsmtp);
@@ -975,7 +982,7 @@ int capture_scenario_format(const struct capture_dialogues *d, const struct capt
         r |= strbuf_appendf(out, "%s\n", d->dns_lines[i]);
     int node_mx = 0;
     for (size_t i = 0; i < d->ndns_lines; i++)
-        if (strncmp(d->dns_lines[i], "dns       $node MX", 18) == 0)
+        if (strncmp(d->dns_lines[i], "dns         $node MX", 20) == 0)
             node_mx = 1;
     int delivered_any = 0;
     for (size_t i = 0; i < d->n; i++)
@@ -1004,6 +1011,7 @@ int capture_scenario_format(const struct capture_dialogues *d, const struct capt
                             se->incomplete ? " (incomplete)" : "",
                             se->starttls ? " (TLS after STARTTLS, not imported)" : "");
         steps++;
+        size_t block_start = steps;
         for (size_t k = 0; k < se->n; k++) {
             const struct capture_exchange *x = &se->v[k];
             if (steps + 2 + (x->body_templ ? strlen(x->body_templ) / SEND_RAW_CHUNK + 1 : 0) >
@@ -1014,8 +1022,7 @@ int capture_scenario_format(const struct capture_dialogues *d, const struct capt
                 break;
             }
             if (x->command) {
-                int raw = command_needs_raw(x);
-                r |= strbuf_appendf(out, "  %-9s %s\n", raw ? "send-raw" : "send",
+                r |= strbuf_appendf(out, "  %-9s %s\n", x->templ_raw ? "send-raw" : "send",
                                     x->command_templ ? x->command_templ : "");
                 steps++;
             }
@@ -1044,6 +1051,10 @@ int capture_scenario_format(const struct capture_dialogues *d, const struct capt
                 r |= emit_expect(out, x, d->queue_count);
                 steps++;
             }
+        }
+        if (steps == block_start) {   /* a block may not be empty */
+            r |= strbuf_append_str(out, "  close\n");
+            steps++;
         }
         r |= strbuf_append_str(out, "end\n");
         if (r)

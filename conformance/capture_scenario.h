@@ -46,6 +46,7 @@ struct capture_exchange {
     char *command;                /* the client line without its line ending; NULL for the
                                      greeting or a reply nobody asked for */
     char *command_templ;          /* the same with names replaced by $variables */
+    int templ_raw;                /* command_templ is send-raw text (escapes, line ending) */
     unsigned char *body;          /* DATA: the message as sent (dot-stuffed, ending "\r\n.\r\n") */
     size_t body_len;
     char *body_templ;             /* escaped for send-raw, names replaced */

@@ -520,26 +520,40 @@ static void cc_deadline_cb(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(r->base);
 }
 
-/* Ends the client's whole process group and reaps it (bounded: TERM, then KILL). */
-static void cc_stop_client(struct cc_run *r)
+/* Waits (bounded) until no process of group pg is left; reaps the leader on the way. */
+static int cc_group_gone(struct cc_run *r, int rounds)
 {
-    if (r->exited) {
-        kill(-r->pid, SIGKILL);   /* leftovers of the shell's group, if any */
-        return;
-    }
-    kill(-r->pid, SIGTERM);
-    for (int i = 0; i < 20; i++) {
-        struct timespec ts = { 0, 50 * 1000000L };
-        int st;
-        if (waitpid(r->pid, &st, WNOHANG) == r->pid) {
-            kill(-r->pid, SIGKILL);
-            return;
+    for (int i = 0; i < rounds; i++) {
+        if (!r->exited) {
+            int st;
+            if (waitpid(r->pid, &st, WNOHANG) == r->pid)
+                r->exited = -1;   /* reaped here: it did not exit by itself */
         }
+        if (kill(-r->pid, 0) < 0 && errno == ESRCH)
+            return 1;
+        struct timespec ts = { 0, 20 * 1000000L };
         nanosleep(&ts, NULL);
     }
-    kill(-r->pid, SIGKILL);
-    while (waitpid(r->pid, NULL, 0) < 0 && errno == EINTR)
-        ;
+    return 0;
+}
+
+/* Ends the client's whole process group and reaps it: TERM, up to a second for a clean
+ * exit (a client may hold a lock it removes on TERM), then KILL. Also ends what a client
+ * that exited left behind in its group. */
+static void cc_stop_client(struct cc_run *r)
+{
+    int exited_by_itself = r->exited == 1;
+    if (kill(-r->pid, 0) == 0) {
+        kill(-r->pid, SIGTERM);
+        if (!cc_group_gone(r, 50)) {
+            kill(-r->pid, SIGKILL);
+            cc_group_gone(r, 50);
+        }
+    }
+    if (!r->exited)
+        while (waitpid(r->pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    r->exited = exited_by_itself;
 }
 
 static int cc_spawn(struct cc_run *r, const char *command, struct etrn_err *err)

@@ -58,6 +58,8 @@ struct relay_conn {
     int close_after;
     unsigned verb_count[V_COUNT];
     int etrn_advertised;            /* the last 250 EHLO reply listed ETRN */
+    int in_process;                 /* conn_process is on the stack: it goes on by itself */
+    int dead;                       /* closed; memory kept until the relay frees it */
     size_t cmd_slot;                /* log slot of the command being answered, or SIZE_MAX */
     char lines[REPLY_LINES_MAX][REPLY_LINE_OUT_MAX];
     size_t nlines, next_line;
@@ -80,6 +82,7 @@ struct client_relay {
     size_t nkeywords;
     unsigned nodes;
     struct relay_conn *conns;
+    struct relay_conn *dead_conns;  /* closed, freed outside any of their callbacks */
     struct client_relay_log log;
 };
 
@@ -210,8 +213,8 @@ static void conn_set_lines(struct relay_conn *c, int code, const char *text)
         if (rl == 0 && last)
             snprintf(out, REPLY_LINE_OUT_MAX, "%d\r\n", code);
         else
-            snprintf(out, REPLY_LINE_OUT_MAX, "%d%c%.*s\r\n", code, last ? ' ' : '-',
-                     (int)rl, p);
+            snprintf(out, REPLY_LINE_OUT_MAX, "%d%c%.*s\r\n", code, last ? ' ' : '-', (int)rl,
+                     p);
         if (last)
             break;
         p += strcspn(p, "\n") + 1;
@@ -240,7 +243,7 @@ static int default_reply(struct relay_conn *c, enum relay_verb v, const char *ar
         strbuf_appendf(text, "%s ESMTP etrnkit scripted relay", CLIENT_RELAY_NAME);
         return 220;
     case V_EHLO:
-        strbuf_appendf(text, "%s greets %s", CLIENT_RELAY_NAME, arg[0] ? arg : "you");
+        strbuf_appendf(text, "%s greets %.200s", CLIENT_RELAY_NAME, arg[0] ? arg : "you");
         for (size_t i = 0; i < r->nkeywords; i++)
             strbuf_appendf(text, "\n%s", r->keywords[i]);
         if (r->tls != TLS_NONE && !c->in_tls)
@@ -294,6 +297,7 @@ static int default_reply(struct relay_conn *c, enum relay_verb v, const char *ar
     return 502;
 }
 
+/* The current reply is written: close, start TLS, or read the next command. */
 static void conn_finish_reply(struct relay_conn *c)
 {
     c->busy = 0;
@@ -327,7 +331,7 @@ static void conn_finish_reply(struct relay_conn *c)
     /* Bytes already waiting were sent before the client could have read this reply. */
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
         c->early_pending = 1;
-    conn_process(c);
+    conn_process(c);   /* returns at once when called from inside conn_process */
 }
 
 /* Writes the next reply line (all of them when not paced). */
@@ -421,6 +425,7 @@ static void conn_record(struct relay_conn *c, const struct smtp_line *line, int 
     c->cmd_slot = SIZE_MAX;
     if (r->log.ncmds >= CLIENT_RELAY_COMMANDS_MAX) {
         r->log.dropped_cmds++;
+        c->early_pending = 0;
         return;
     }
     struct client_relay_command *cmd = &r->log.cmds[r->log.ncmds];
@@ -445,21 +450,28 @@ static void conn_record(struct relay_conn *c, const struct smtp_line *line, int 
                (cmd->flags & SMTP_LINE_BARE_LF) ? "   [bare LF]" : "");
 }
 
-/* Reads and answers complete command lines while no reply is owed. */
+/* Reads and answers complete command lines while no reply is owed. Iterative: replies
+ * written at once come back here through the loop, never by recursion, so a burst of
+ * pipelined lines costs no stack. */
 static void conn_process(struct relay_conn *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    while (!c->busy && !c->closing) {
+    if (c->in_process)
+        return;
+    c->in_process = 1;
+    while (!c->dead && !c->busy && !c->closing) {
+        struct evbuffer *in = bufferevent_get_input(c->bev);
         struct smtp_line line;
         enum smtp_line_status st = smtp_line_read(&c->rd, in, &line);
         if (st == SMTP_LINE_INCOMPLETE)
-            return;
+            break;
         if (st == SMTP_LINE_TOO_LONG) {
             conn_record(c, NULL, 1);
             c->busy = 1;
+            c->close_after = 0;
+            c->pace_ms = 0;
             conn_set_lines(c, 500, "5.5.2 Line too long");
             conn_write_lines(c);
-            return;   /* c may be gone; conn_finish_reply continues the loop */
+            continue;
         }
         conn_record(c, &line, 0);
         const char *arg;
@@ -470,8 +482,8 @@ static void conn_process(struct relay_conn *c)
         if (v == V_ETRN)
             lc->netrn++;
         conn_reply(c, v, arg);
-        return;   /* conn_reply continues the loop through conn_finish_reply */
     }
+    c->in_process = 0;
 }
 
 static void conn_read_cb(struct bufferevent *bev, void *arg)
@@ -526,6 +538,9 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 static void conn_close(struct relay_conn *c, int by_relay)
 {
     struct client_relay *r = c->relay;
+    if (c->dead)
+        return;
+    c->dead = 1;
     struct client_relay_conn *lc = &r->log.conns[c->index - 1];
     if (lc->closed_ms < 0) {
         lc->closed_ms = client_relay_now_ms(r);
@@ -540,9 +555,22 @@ static void conn_close(struct relay_conn *c, int by_relay)
         }
     if (c->timer)
         event_free(c->timer);
+    c->timer = NULL;
     if (c->bev)
         bufferevent_free(c->bev);
-    free(c);
+    c->bev = NULL;
+    /* Callers up the stack may still look at c->dead. */
+    c->next = r->dead_conns;
+    r->dead_conns = c;
+}
+
+static void relay_free_dead(struct client_relay *r)
+{
+    while (r->dead_conns) {
+        struct relay_conn *c = r->dead_conns;
+        r->dead_conns = c->next;
+        free(c);
+    }
 }
 
 static void relay_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -552,6 +580,7 @@ static void relay_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct
     (void)l;
     (void)sa;
     (void)salen;
+    relay_free_dead(r);
     if (r->log.nconns >= CLIENT_RELAY_CONNS_MAX) {
         r->log.refused_conns++;
         evutil_closesocket(fd);
@@ -684,6 +713,7 @@ void client_relay_free(struct client_relay *r)
     if (r == NULL)
         return;
     client_relay_stop(r);
+    relay_free_dead(r);
     if (r->ssl_ctx)
         SSL_CTX_free(r->ssl_ctx);
     free(r->log.cmds);

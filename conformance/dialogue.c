@@ -64,7 +64,7 @@ struct dialogue {
 
     /* automatic checks */
     unsigned long nreplies;
-    char malformed[300], long_line[300], bare_lf[300], enh_bad[300];
+    char malformed[300], long_line[300], bare_lf[300], enh_bad[300], enh_missing[300];
     int enh_advertised;
     unsigned long enh_checked;
     int in_data;
@@ -325,16 +325,18 @@ static void check_enhanced(struct dialogue *d, const struct smtp_reply *r, const
         strcmp(verb, "<GREETING>") == 0)
         return;
     d->enh_checked++;
-    if (d->enh_bad[0])
-        return;
     char fl[200];
     first_line(r, fl, sizeof fl);
     if (r->enh[0] == '\0') {
-        snprintf(d->enh_bad, sizeof d->enh_bad,
-                 "ENHANCEDSTATUSCODES advertised, but no enhanced code in reply to %s: %s",
-                 verb[0] ? verb : "?", fl);
+        /* A missing code is spec §3-A10 (Postfix's ETRN replies): at most WARN. */
+        if (!d->enh_missing[0])
+            snprintf(d->enh_missing, sizeof d->enh_missing,
+                     "ENHANCEDSTATUSCODES advertised, but no enhanced code in reply to %s: %s",
+                     verb[0] ? verb : "?", fl);
         return;
     }
+    if (d->enh_bad[0])
+        return;
     if (r->enh[0] - '0' != r->code / 100) {
         snprintf(d->enh_bad, sizeof d->enh_bad, "enhanced code class disagrees with %d: %s",
                  r->code, fl);
@@ -490,6 +492,19 @@ static int expect_take(struct dialogue *d, const struct smtp_reply *r)
     first_line(r, fl, sizeof fl);
     expect_what(s, what, sizeof what);
     int ok = expect_matches(s, r, why, sizeof why);
+    if (s->expect.times > 1 && r->code == 421 && d->times_left > 1) {
+        /* A burst may end in 421: a server may close any session with 421 (RFC 5321
+         * §4.3.2, R5321-4.3.2), e.g. an error limit. The replies so far were checked. */
+        snprintf(det, sizeof det, "%lu replies, then %.200s (a 421 may end any session)",
+                 s->expect.times - d->times_left, fl);
+        if (d->times_failed)
+            judge(d, s, 0, what, d->times_detail);
+        else
+            judge(d, s, 1, what, det);
+        record_observation(d, s, what, fl);
+        d->aborted = 1;   /* the server is closing: the rest of the session cannot run */
+        return 1;
+    }
     if (s->expect.times > 1) {
         if (!ok && !d->times_failed) {
             d->times_failed = 1;
@@ -724,9 +739,13 @@ static void finish(struct dialogue *d)
                    "automatic: reply lines at most 512 octets", d->long_line);
         auto_check(d, "R5321-2.3.8", NULL, VERDICT_FAIL,
                    "automatic: reply lines end with CRLF", d->bare_lf);
-        if (d->enh_checked || d->enh_bad[0])
-            auto_check(d, "R2034-3", "R2034-4a", VERDICT_FAIL,
-                       "enhanced codes on every reply (automatic)", d->enh_bad);
+        if (d->enh_checked) {
+            auto_check(d, "R2034-3", NULL, VERDICT_WARN,
+                       "enhanced code on every reply (automatic; missing = WARN, spec 3-A10)",
+                       d->enh_missing);
+            auto_check(d, "R2034-4a", "R2034-4b", VERDICT_FAIL,
+                       "enhanced codes agree with every reply (automatic)", d->enh_bad);
+        }
         if (d->malformed[0])
             note_failure(d, d->malformed);
         if (d->enh_bad[0])

@@ -13,14 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "capture_import.h"
+#include "capture_scenario.h"
 #include "catalogue.h"
 #include "client_check.h"
 #include "config.h"
 #include "fileio.h"
 #include "log.h"
 #include "profile.h"
+#include "replay.h"
 #include "report.h"
 #include "runner.h"
 #include "scenario.h"
@@ -37,6 +41,9 @@ static void usage(FILE *f)
     fputs("usage: etrncheck [--profile FILE] [--KEY VALUE ...] [options]\n"
           "       etrncheck merge [--json F] [--junit F] [--tap F] [--html F] [--baseline F] A.json B.json ...\n"
           "       etrncheck --check FILE.scn ...\n"
+          "       etrncheck import CAPTURE [-o FILE.scn] [--all-sessions] [--id ID] [--dns-port N]\n"
+          "       etrncheck replay CAPTURE --target HOST:PORT [--node NAME] [--source ADDR]\n"
+          "                [--step-timeout DUR] [--class-only] [--all-sessions] [-v]\n"
           "       etrncheck client --client-cmd 'bin/etrn -s {relay} {node}' [--scenarios DIR] [--only ID]\n"
           "Target (profile keys, see docs/TARGETS.md): --target HOST:PORT --dns-listen ADDR:PORT\n"
           "  --node-suffix DOMAIN --sink-port N --source ADDR --denied-source ADDR --hostname NAME\n"
@@ -284,6 +291,9 @@ static int cmd_client(int argc, char **argv)
     struct run_results results;
     run_results_init(&results);
     results.target = strdup(co.command);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_REALTIME, &t0);
+    results.started_ms = (int64_t)t0.tv_sec * 1000 + t0.tv_nsec / 1000000;
     struct console con;
     console_init(&con, stdout, n, plain);
     con.verbose = verbose;
@@ -305,6 +315,8 @@ static int cmd_client(int argc, char **argv)
         console_done(&con, &res, i + 1, n);
         run_results_add(&results, &res);
     }
+    clock_gettime(CLOCK_REALTIME, &t1);
+    results.wall_ms = (int64_t)t1.tv_sec * 1000 + t1.tv_nsec / 1000000 - results.started_ms;
     console_summary(&con, &results);
     int rc = write_outputs(&results, &o);
     int code = run_results_exit_code(&results);
@@ -313,12 +325,170 @@ static int cmd_client(int argc, char **argv)
     return rc ? rc : code;
 }
 
+/* ---- import and replay (capture_import.h, capture_scenario.h, replay.h) -------------------- */
+
+struct capture_args {
+    const char *capture, *out, *id, *target, *source, *node;
+    int all_sessions, verbose, class_only;
+    unsigned long long step_ms;
+    struct capture_options copt;
+};
+
+static int capture_args_parse(int argc, char **argv, struct capture_args *a, int replay)
+{
+    memset(a, 0, sizeof *a);
+    size_t nports = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *s = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = 1;
+        if (strcmp(s, "--all-sessions") == 0) { a->all_sessions = 1; takes = 0; }
+        else if (strcmp(s, "-v") == 0 || strcmp(s, "--verbose") == 0) { a->verbose = 1; takes = 0; }
+        else if (!replay && (strcmp(s, "-o") == 0 || strcmp(s, "--output") == 0)) a->out = v;
+        else if (!replay && strcmp(s, "--id") == 0) a->id = v;
+        else if (replay && strcmp(s, "--class-only") == 0) { a->class_only = 1; takes = 0; }
+        else if (replay && strcmp(s, "--target") == 0) a->target = v;
+        else if (replay && strcmp(s, "--source") == 0) a->source = v;
+        else if (replay && strcmp(s, "--node") == 0) a->node = v;
+        else if (replay && strcmp(s, "--step-timeout") == 0) {
+            if (v && scenario_duration_parse(v, &a->step_ms) < 0)
+                return die_usage("--step-timeout: '%s' is not a duration (10s, 500ms)", v);
+        } else if (strcmp(s, "--dns-port") == 0) {
+            int p = v ? atoi(v) : 0;
+            if (p < 1 || p > 65535 || nports + 1 >= CAPTURE_DNS_PORT_MAX)
+                return die_usage("--dns-port: '%s' is not a port (at most 7)", v ? v : "");
+            a->copt.dns_ports[nports++] = p;
+        } else if (s[0] == '-' && s[1] != '\0') {
+            return die_usage("unknown option %s", s);
+        } else if (a->capture == NULL) {
+            a->capture = s;
+            takes = 0;
+        } else {
+            return die_usage("unexpected argument '%s'", s);
+        }
+        if (takes && v == NULL)
+            return die_usage("%s needs a value", s);
+        i += takes;
+    }
+    if (a->capture == NULL)
+        return die_usage("%s needs a capture file", replay ? "replay" : "import");
+    if (replay && a->target == NULL)
+        return die_usage("%s", "replay needs --target HOST:PORT");
+    return 0;
+}
+
+/* Reads the capture and pairs its sessions; notes go to stderr. */
+static int capture_load(const struct capture_args *a, struct capture *cap,
+                        struct capture_dialogues *d)
+{
+    struct etrn_err err;
+    struct capture_scenario_options so = {.all_sessions = a->all_sessions, .id = a->id};
+    if (capture_import_file(cap, a->capture, &a->copt, &err) < 0) {
+        fprintf(stderr, "etrncheck: %s\n", err.msg);
+        return -1;
+    }
+    for (size_t i = 0; i < cap->nnotes; i++)
+        fprintf(stderr, "etrncheck: %s\n", cap->notes[i]);
+    if (capture_dialogues_build(d, cap, &so, &err) < 0) {
+        fprintf(stderr, "etrncheck: %s\n", err.msg);
+        capture_free(cap);
+        return -1;
+    }
+    for (size_t i = 0; i < d->nnotes; i++)
+        fprintf(stderr, "etrncheck: %s\n", d->notes[i]);
+    return 0;
+}
+
+static int cmd_import(int argc, char **argv)
+{
+    struct capture_args a;
+    if (capture_args_parse(argc, argv, &a, 0) != 0)
+        return 2;
+    struct capture cap;
+    struct capture_dialogues d;
+    if (capture_load(&a, &cap, &d) < 0)
+        return 2;
+    struct capture_scenario_options so = {.all_sessions = a.all_sessions, .id = a.id};
+    struct strbuf text;
+    strbuf_init(&text, SCENARIO_FILE_MAX);
+    struct etrn_err err;
+    struct scenario sc;
+    int rc = 2;
+    if (capture_scenario_format(&d, &cap, &so, &text, &err) < 0) {
+        fprintf(stderr, "etrncheck: %s\n", err.msg);
+        goto out;
+    }
+    const char *name = a.out ? a.out : "(stdout)";
+    if (scenario_parse_string(&sc, name, text.data, &err) < 0) {
+        fprintf(stderr, "etrncheck: %s: the scenario made from the capture does not parse: %s\n",
+                a.capture, err.msg);
+        goto out;
+    }
+    if (a.out == NULL) {
+        rc = fwrite(text.data, 1, text.len, stdout) == text.len && fflush(stdout) == 0 ? 0 : 2;
+    } else if (fileio_write_file_atomic(a.out, text.data, text.len, &err) < 0) {
+        fprintf(stderr, "etrncheck: %s\n", err.msg);
+    } else {
+        rc = 0;
+    }
+    if (rc == 0)
+        fprintf(stderr, "etrncheck: %s: scenario %s, %zu steps, from %zu of %zu SMTP sessions\n",
+                name, sc.id, sc.nsteps_total, d.netrn && !a.all_sessions ? d.netrn : d.nsmtp,
+                d.nsmtp);
+    scenario_free(&sc);
+out:
+    strbuf_free(&text);
+    capture_dialogues_free(&d);
+    capture_free(&cap);
+    return rc;
+}
+
+static int cmd_replay(int argc, char **argv)
+{
+    struct capture_args a;
+    if (capture_args_parse(argc, argv, &a, 1) != 0)
+        return 2;
+    struct capture cap;
+    struct capture_dialogues d;
+    if (capture_load(&a, &cap, &d) < 0)
+        return 2;
+    struct replay_options ro = {.target = a.target, .source = a.source, .node = a.node,
+                                .step_timeout_ms = a.step_ms, .class_only = a.class_only};
+    struct replay_result res;
+    replay_result_init(&res);
+    struct etrn_err err;
+    int rc = 2;
+    if (replay_run(&d, &cap, &ro, &res, &err) < 0) {
+        fprintf(stderr, "etrncheck: %s\n", err.msg);
+    } else {
+        if (a.verbose)
+            fwrite(res.transcript.data, 1, res.transcript.len, stdout);
+        if (res.differs) {
+            printf("etrncheck: replay %s against %s: DIFFERS at %s\n", a.capture, a.target, res.what);
+            rc = 1;
+        } else {
+            printf("etrncheck: replay %s against %s: %zu session(s), %zu replies, every %s as "
+                   "captured\n", a.capture, a.target, res.sessions, res.compared,
+                   a.class_only ? "reply class" : "code");
+            rc = 0;
+        }
+    }
+    replay_result_free(&res);
+    capture_dialogues_free(&d);
+    capture_free(&cap);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
     log_open("etrncheck", LOG_LEVEL_WARN, NULL);
     if (argc > 1 && strcmp(argv[1], "merge") == 0)
         return cmd_merge(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "import") == 0)
+        return cmd_import(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "replay") == 0)
+        return cmd_replay(argc, argv);
     if (argc > 1 && strcmp(argv[1], "client") == 0)
         return cmd_client(argc, argv);
     if (argc > 1 && strcmp(argv[1], "--check") == 0)

@@ -22,7 +22,7 @@ static const char *const keys[] = {
     "hash_queue_domain", "submission", "ehlo_name", "capabilities", "start", "stop",
     "reset", "queue_list", "config_template", "config_file", "scenarios", "work_dir",
     "sink_port", "jobs", "start_timeout", "step_timeout", "scenario_timeout",
-    "flush_timeout", "quiet_timeout", NULL};
+    "flush_timeout", "quiet_timeout", "queue_settle", NULL};
 
 const char *const *profile_keys(void)
 {
@@ -126,7 +126,7 @@ int profile_set(struct target_profile *p, const char *key, const char *value,
     struct { const char *key; unsigned long long *slot; } durs[] = {
         {"start_timeout", &p->start_timeout_ms}, {"step_timeout", &p->step_timeout_ms},
         {"scenario_timeout", &p->scenario_timeout_ms}, {"flush_timeout", &p->flush_timeout_ms},
-        {"quiet_timeout", &p->quiet_timeout_ms},
+        {"quiet_timeout", &p->quiet_timeout_ms}, {"queue_settle", &p->queue_settle_ms},
     };
     for (size_t i = 0; i < sizeof durs / sizeof durs[0]; i++)
         if (strcmp(key, durs[i].key) == 0)

@@ -48,6 +48,9 @@ struct target_profile {
     unsigned long long scenario_timeout_ms;
     unsigned long long flush_timeout_ms;   /* default `within` for positive outcomes */
     unsigned long long quiet_timeout_ms;   /* default `within` for negative outcomes */
+    unsigned long long queue_settle_ms;    /* pause after each `queue` step (0): lets a target
+                                            * that queues asynchronously (Postfix) file the
+                                            * new mail before the scenario goes on */
     /* derived by profile_finish */
     struct netaddr target_addr;
     char target_host[NETADDR_TEXT_MAX];

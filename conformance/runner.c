@@ -9,6 +9,7 @@
  * scenario's `kick` event, which advances the cursor; nothing recurses. A deadline timer
  * bounds every scenario. Guarantees: see runner.h. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -538,17 +539,27 @@ static void queue_list_done(struct target_cmd *c, int ok, const char *output, co
     if (!ok) {
         sc_error(run, s, "queue_list: %s", why);
     } else {
-        /* Count the lines that mention this scenario's node (case-insensitive). */
+        /* Count the lines that hold a recipient address at this scenario's node
+         * ("@node", case-insensitive, not followed by more domain characters). Lines that
+         * start with '(' are a queue listing's reasons (Postfix: "(host mx1.node said:
+         * 450 ...)") and name the node without being an entry. */
         unsigned long lines = 0;
         size_t nl = strlen(run->node);
         for (const char *p = output; *p;) {
             const char *e = strchr(p, '\n');
             size_t len = e ? (size_t)(e - p) : strlen(p);
-            for (size_t i = 0; i + nl <= len; i++)
-                if (str_ncasecmp(p + i, run->node, nl) == 0) {
-                    lines++;
-                    break;
-                }
+            size_t lead = 0;
+            while (lead < len && (p[lead] == ' ' || p[lead] == '\t'))
+                lead++;
+            for (size_t i = 1; lead < len && p[lead] != '(' && i + nl <= len; i++) {
+                if (p[i - 1] != '@' || str_ncasecmp(p + i, run->node, nl) != 0)
+                    continue;
+                char after = i + nl < len ? p[i + nl] : '\0';
+                if (isalnum((unsigned char)after) || after == '.' || after == '-')
+                    continue;
+                lines++;
+                break;
+            }
             p = e ? e + 1 : p + len;
         }
         unsigned long want = s->outcome.count < 0 ? run->queued : (unsigned long)s->outcome.count;
@@ -667,6 +678,8 @@ static void start_outcome(struct sc_run *run, const struct scenario_step *s)
 
 /* ---- other asynchronous steps ----------------------------------------------------------- */
 
+static void wait_done_cb(evutil_socket_t fd, short what, void *arg);
+
 static void inject_done(struct inject *ij, int ok, const char *why, void *arg)
 {
     struct sc_run *run = arg;
@@ -681,6 +694,15 @@ static void inject_done(struct inject *ij, int ok, const char *why, void *arg)
     run->queued += got;
     inject_free(ij);
     run->inject = NULL;
+    unsigned long long settle = run->r->p->queue_settle_ms;
+    if (ok && settle > 0) {
+        /* the profile's queue_settle: the same as a `wait` step after the injection */
+        run->op = OP_WAIT;
+        event_assign(run->timer, run->r->base, -1, 0, wait_done_cb, run);
+        timer_set(run->timer, settle);
+        tnote(run, "queue_settle %llums", settle);
+        return;
+    }
     run->op = OP_NONE;
     sc_kick(run);
 }

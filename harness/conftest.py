@@ -2,12 +2,15 @@
 a DNS server (dnsmasq), SMTP sinks and etrnd itself.
 
 Environment: ETRNKIT_ROOT (the tree, default: this folder's parent), ETRNKIT_BIN (the
-binaries, default ROOT/bin), ETRNKIT_FAULT_ROUNDS (size of the fault tests, default 20).
+binaries, default ROOT/bin), ETRNKIT_FAULT_ROUNDS (size of the fault tests, default 20),
+ETRNKIT_ETRND_DEFECT (a test-only etrnd defect switched on everywhere: the harness's own
+mutation check, where some test must fail).
 Only loopback addresses are used: etrnd and dnsmasq on 127.0.0.1, the node's MX sink on
 127.0.0.2, and a trap sink on 127.0.0.1 at the sink port that must never receive mail
 (127.0.0.1 is where the ETRN client connects from: "delivered to the requester").
 """
 import os
+import signal
 import sys
 
 import pytest
@@ -22,6 +25,10 @@ from lib import net, procs as procs_mod, sink as sink_mod  # noqa: E402
 ROOT = os.path.abspath(os.environ.get("ETRNKIT_ROOT", os.path.dirname(HARNESS)))
 BIN = os.path.abspath(os.environ.get("ETRNKIT_BIN", os.path.join(ROOT, "bin")))
 FAULT_ROUNDS = max(1, int(os.environ.get("ETRNKIT_FAULT_ROUNDS", "20")))
+# Mutation check of the harness itself: ETRNKIT_ETRND_DEFECT=name runs every etrnd with that
+# test-only defect (etrnd.conf(5)); some test must then fail, e.g.
+#   ETRNKIT_ETRND_DEFECT=deliver_twice python3 -m pytest -q harness -k etrnd
+ETRND_DEFECT = os.environ.get("ETRNKIT_ETRND_DEFECT", "").strip()
 
 # DNS: every node's MX is the sink on 127.0.0.2. HELD are etrnd's etrn_domains (their
 # subdomains sub.node.test and deep.sub.node.test are held too, for `ETRN @node.test`);
@@ -31,6 +38,37 @@ NODES = {"node.test": "127.0.0.2", "other.test": "127.0.0.2", "direct.test": "12
 HELD = ["node.test", "other.test"]
 MX_ADDR = "127.0.0.2"
 REQUESTER_ADDR = "127.0.0.1"
+
+
+# A last-resort bound on every test (no pytest-timeout on Debian 12's pytest): SIGALRM
+# raises in the test after ETRNKIT_TEST_TIMEOUT seconds (default 600; 0 = off); fault tests
+# get more in proportion to ETRNKIT_FAULT_ROUNDS. Every wait inside a test has its own,
+# much shorter bound; this one only turns a hang nobody foresaw into a failure.
+TEST_TIMEOUT = int(os.environ.get("ETRNKIT_TEST_TIMEOUT", "600"))
+
+
+class HarnessTimeout(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _bounded_test(request):
+    limit = TEST_TIMEOUT
+    if limit <= 0:
+        yield
+        return
+    if request.node.get_closest_marker("faults") is not None:
+        limit = int(limit * max(1.0, FAULT_ROUNDS / 20.0))
+
+    def expired(signum, frame):
+        raise HarnessTimeout("test still running after %d s (ETRNKIT_TEST_TIMEOUT)" % limit)
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(limit)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
@@ -59,7 +97,9 @@ def bindir():
 def etrnd_bin():
     path = os.path.join(BIN, "etrnd")
     if not os.access(path, os.X_OK):
-        pytest.skip("%s is not built (make programs)" % path)
+        # A failure, not a skip: `make harness-test` builds it first, so a missing etrnd
+        # means a broken build, and a skipped suite would look like a passing one.
+        pytest.fail("%s is not built (make programs)" % path, pytrace=False)
     return path
 
 
@@ -95,7 +135,7 @@ trap = _sink_fixture(REQUESTER_ADDR, "requester.trap")
 @pytest.fixture
 def dns(procs, tmp_path):
     if not dns_mod.Dnsmasq.available():
-        pytest.skip("dnsmasq is not installed")
+        pytest.fail("dnsmasq is not installed (scripts/deps installs dnsmasq-base)", pytrace=False)
     return dns_mod.Dnsmasq(procs, tmp_path, NODES).start()
 
 
@@ -107,6 +147,8 @@ def make_etrnd(procs, tmp_path, etrnd_bin, request):
 
     def make(settings=(), dns=None, sink_port=None, name="etrnd", start=True):
         base = [("etrn_domains", ", ".join(HELD)), ("etrn_rate_limit", "0")]
+        if ETRND_DEFECT:
+            base.append(("defect", ETRND_DEFECT))
         if dns is not None:
             base.append(("dns_server", "127.0.0.1:%d" % dns.port))
         if sink_port is not None:
@@ -141,3 +183,45 @@ def relay(make_etrnd, dns, sink, trap, sink_port):
     d = make_etrnd(dns=dns, sink_port=sink_port)
     d.sink, d.trap, d.dns = sink, trap, dns
     return d
+
+
+def _children_of(pid):
+    """PIDs whose parent is pid (from /proc), with their command names."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold blanks, so split after the last ')'.
+        comm = stat[stat.find("(") + 1:stat.rfind(")")]
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 1 and int(fields[1]) == pid and comm != "ps":
+            found.append((int(entry), comm))
+    return found
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No process the harness started may outlive it: any child still running here is
+    reported, killed (by its pid) and fails the run."""
+    left = [(pid, comm) for pid, comm in _children_of(os.getpid()) if comm not in ("pytest",)]
+    alive = []
+    for pid, comm in left:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                if f.read().split(") ")[1].startswith("Z"):
+                    continue            # a zombie is already dead (reaped when we exit)
+        except OSError:
+            continue
+        alive.append((pid, comm))
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if alive:
+        sys.stderr.write("\nharness: processes left running by the tests (killed now): %s\n"
+                         % ", ".join("%s[%d]" % (c, p) for p, c in alive))
+        session.exitstatus = 1

@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import socket
+import time
 
 import pytest
 
@@ -220,3 +221,32 @@ def test_sigterm_during_a_flush_finishes_the_delivery_in_flight_and_loses_nothin
     got = collections.Counter(relay.sink.message_ids())
     assert max(got.values()) == 1, "a message acknowledged before the stop came again: %s" % got
     assert relay.trap.count() == 0
+
+
+def test_queue_during_a_flush_always_answers_and_counts_down(relay):
+    n = 60
+    c = smtp.SmtpConn("127.0.0.1", relay.port)
+    try:
+        c.ehlo()
+        for i in range(n):
+            assert c.send_message("s@example.org", ["u@node.test"],
+                                  smtp.make_message("qf-%d@etrnkit.test" % i, size=4000)) == 250
+    finally:
+        c.close()
+    relay.sink.delay_after_dot = 0.02       # a slow node: the flush takes a while
+    assert smtp.etrn("127.0.0.1", relay.port, "node.test")[0] == 253
+    seen = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:      # bounded: 60 s of listings, 20 ms apart
+        time.sleep(0.02)
+        r = relay.queue()
+        assert r.returncode == 0, r.stdout + r.stderr
+        count = queue_rows(r.stdout).get("node.test", (0,))[0]
+        seen.append(count)
+        if count == 0:
+            break
+    assert seen[-1] == 0, "the flush did not finish within 60 s: %s" % seen[-5:]
+    assert all(a >= b for a, b in zip(seen, seen[1:])), "counts went up during a flush: %s" % seen
+    assert all(k <= n for k in seen)
+    relay.sink.wait_count(n)
+    assert len(set(relay.sink.message_ids())) == n

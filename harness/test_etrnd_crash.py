@@ -110,3 +110,29 @@ def test_sigkill_during_a_flush_loses_nothing(relay, tmp_path):
     assert set(dups) <= in_flight, "duplicates of messages not in flight: %s" % dups
     assert all(k == 2 for k in dups.values()), dups
     assert relay.trap.count() == 0
+
+
+def test_sigkill_in_the_middle_of_data_leaves_nothing_after_restart(relay, tmp_path):
+    accepted = tools.inject(relay.port, 2, "crash-data-before")
+    assert len(accepted) == 2
+    c = smtp.SmtpConn("127.0.0.1", relay.port)
+    try:
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<s@example.org>")[0] == 250
+        assert c.cmd("RCPT TO:<u@node.test>")[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        c.send_raw(b"Message-ID: <torn@etrnkit.test>\r\n\r\n" + b"t" * 200000)
+        net.wait_until(lambda: relay.spool_files("tmp"), 20, "the torn message in tmp/")
+        relay.kill(signal.SIGKILL)
+    finally:
+        c.close()
+    assert relay.spool_files("tmp"), "nothing to recover: the test did not tear a write"
+    relay.start(write=False)
+    # Recovery at start-up removes the torn temporary files before serving.
+    assert relay.spool_files("tmp") == [], relay.spool_files("tmp")
+    assert relay.spool_files("corrupt") == []
+    assert node_count(relay) == 2
+    assert smtp.etrn("127.0.0.1", relay.port, "node.test")[0] == 253
+    relay.sink.wait_count(2)
+    net.wait_until(lambda: node_count(relay) == 0, 20, "an empty queue")
+    assert sorted(relay.sink.message_ids()) == sorted(accepted)

@@ -3,8 +3,6 @@ releases it, the node's MX (found through a real DNS server) receives every mess
 and nothing goes to the address the ETRN came from."""
 import collections
 
-import pytest
-
 from lib import etrnd as etrnd_mod, net, smtp, tools
 from conftest import MX_ADDR
 
@@ -45,8 +43,7 @@ def test_etrnd_delivers_bodies_unchanged(relay, root):
     import glob
     import os
     files = sorted(glob.glob(os.path.join(root, "fixtures", "messages", "*.eml")))
-    if not files:
-        pytest.skip("no fixtures/messages/*.eml")
+    assert files, "no fixtures/messages/*.eml"
     bodies = {}
     for path in files:
         with open(path, "rb") as f:
@@ -67,17 +64,15 @@ def test_etrnd_delivers_bodies_unchanged(relay, root):
 
 
 def test_etrn_replies_follow_rfc1985(relay):
-    assert tools.inject(relay.port, 2, "codes") != []
+    assert len(tools.inject(relay.port, 2, "codes")) == 2
     code, text = smtp.etrn("127.0.0.1", relay.port, "node.test")
-    assert code in (250, 252, 253), text
-    if code == 253:
-        assert "2" in text.split()
+    assert code == 253 and "2" in text.split(), text
     code, text = smtp.etrn("127.0.0.1", relay.port, "other.test")
-    assert code in (250, 251), text
+    assert code == 251, text
     code, text = smtp.etrn("127.0.0.1", relay.port, "not-served.example")
-    assert code in (458, 459), text
-    code, text = smtp.etrn("127.0.0.1", relay.port, "localname")
-    assert code in (500, 501), text
+    assert code == 459, text
+    code, text = smtp.etrn("127.0.0.1", relay.port, "-bad-.test")
+    assert code == 501, text
     relay.sink.wait_count(2)
     assert relay.trap.count() == 0
 

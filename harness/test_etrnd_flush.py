@@ -155,3 +155,51 @@ def test_etrn_hash_queue_flushes_the_named_queue(queue_relay):
     assert queue_counts(d).get("node.test") == 1
     code, text = smtp.etrn("127.0.0.1", d.port, "#nosuch")
     assert code == 459, text
+
+
+def test_etrn_node_name_is_case_insensitive(relay):
+    sent = tools.inject(relay.port, 2, "case", to="u@Node.Test")
+    assert len(sent) == 2
+    code, text = smtp.etrn("127.0.0.1", relay.port, "NODE.test")
+    assert code == 253 and re.search(r"\b2\b", text), text
+    relay.sink.wait_count(2)
+    assert sorted(relay.sink.message_ids()) == sorted(sent)
+
+
+def test_repeated_etrns_during_a_flush_deliver_each_message_once(relay):
+    sent = tools.inject(relay.port, 10, "coalesce")
+    assert len(sent) == 10
+    relay.sink.delay_after_dot = 0.05       # keep the first flush running while more ETRNs come
+    codes = [smtp.etrn("127.0.0.1", relay.port, "node.test")[0] for _ in range(5)]
+    codes += [smtp.etrn("127.0.0.1", relay.port, "@node.test")[0] for _ in range(3)]
+    assert codes[0] == 253 and all(c in (250, 251, 253) for c in codes), codes
+    relay.sink.wait_count(10, timeout=60)
+    net.wait_until(lambda: queue_counts(relay).get("node.test", 0) == 0, 30, "an empty queue")
+    barrier(relay, "coalesce")
+    got = collections.Counter(relay.sink.message_ids()[:-1])
+    assert set(got) == set(sent)
+    assert max(got.values()) == 1, "repeated ETRNs delivered twice: %s" % got
+
+
+def test_a_large_message_and_998_octet_lines_arrive_intact(relay):
+    import hashlib
+    line = b"y" * 998
+    big = smtp.make_message("big@etrnkit.test", size=3 * 1024 * 1024)
+    edge = ("Subject: edge\nMessage-ID: <edge@etrnkit.test>\n\n").encode() + line + b"\n.\n" + line + b"\n"
+    c = smtp.SmtpConn("127.0.0.1", relay.port, timeout=60)
+    try:
+        c.ehlo()
+        assert c.send_message("s@example.org", ["u@node.test"], big) == 250
+        assert c.send_message("s@example.org", ["u@node.test"], edge) == 250
+        too_long = b"Subject: long\nMessage-ID: <long@etrnkit.test>\n\n" + b"z" * 999 + b"\n"
+        assert c.send_message("s@example.org", ["u@node.test"], too_long) == 500
+    finally:
+        c.close()
+    assert smtp.etrn("127.0.0.1", relay.port, "node.test")[0] == 253
+    relay.sink.wait_count(2, timeout=60)
+    by_id = dict(zip(relay.sink.message_ids(), relay.sink.messages))
+    assert set(by_id) == {"<big@etrnkit.test>", "<edge@etrnkit.test>"}
+    for msgid, original in (("<big@etrnkit.test>", big), ("<edge@etrnkit.test>", edge)):
+        data = by_id[msgid]["data"]
+        assert hashlib.sha256(data[len(data) - len(smtp.crlf(original)):]).digest() == \
+            hashlib.sha256(smtp.crlf(original)).digest(), "%s changed in transit" % msgid

@@ -196,3 +196,71 @@ def test_etrn_rate_limit_answers_458(make_etrnd, dns, sink_port):
         c.close()
     # The limit is per client address: another address is still served.
     assert etrn(d, "other.test", source="127.0.0.7")[0] == 251
+
+
+def test_size_limit_recipient_limit_and_loop_detection(make_etrnd, dns, sink, sink_port):
+    d = make_etrnd([("message_size_limit", "20k"), ("max_recipients", "3")], dns=dns,
+                   sink_port=sink_port)
+    c = smtp.SmtpConn("127.0.0.1", d.port)
+    try:
+        code, exts = c.ehlo()
+        assert "SIZE" in exts
+        # Declared too big: refused at MAIL.
+        assert c.cmd("MAIL FROM:<s@example.org> SIZE=50000")[0] == 552
+        # Not declared, but too big: refused after the dot, nothing stored.
+        assert c.send_message("s@example.org", ["u@node.test"],
+                              smtp.make_message("too-big@etrnkit.test", size=30000)) == 552
+        # Recipient limit.
+        assert c.cmd("MAIL FROM:<>")[0] == 250, "the null sender was refused"
+        codes = [c.cmd("RCPT TO:<u%d@node.test>" % i)[0] for i in range(4)]
+        assert codes == [250, 250, 250, 452], codes
+        assert c.cmd("RSET")[0] == 250
+        # A message that has been through too many relays (RFC 5321 §6.3) is refused.
+        hops = "".join("Received: from hop%d.example by hop%d.example; "
+                       "Mon, 2 Jun 2025 10:00:00 +0000\n" % (i, i + 1) for i in range(120))
+        looped = (hops + "Message-ID: <loop@etrnkit.test>\n\nlooping\n").encode()
+        code = c.send_message("s@example.org", ["u@node.test"], looped)
+        assert code == 554, code
+        assert c.send_message("s@example.org", ["u@node.test"],
+                              smtp.make_message("fits@etrnkit.test", size=10000)) == 250
+    finally:
+        c.close()
+    assert smtp.etrn("127.0.0.1", d.port, "node.test")[0] == 253
+    sink.wait_count(1)
+    assert sink.message_ids() == ["<fits@etrnkit.test>"]
+
+
+def test_too_many_errors_end_the_session_with_421(make_etrnd, dns, sink_port):
+    d = make_etrnd([("smtpd_max_errors", "5")], dns=dns, sink_port=sink_port)
+    c = smtp.SmtpConn("127.0.0.1", d.port)
+    try:
+        c.ehlo()
+        codes = []
+        for _ in range(10):
+            code, _ = c.cmd("BOGUS")
+            codes.append(code)
+            if code in (None, 421):
+                break
+        assert 421 in codes and codes.index(421) <= 6, codes
+        assert c.read_reply() == (None, []), "the connection stayed open after 421"
+    finally:
+        c.close()
+    assert smtp.etrn("127.0.0.1", d.port, "other.test")[0] == 251, "etrnd stopped serving"
+
+
+def test_sighup_applies_to_sessions_already_open(make_etrnd, dns, sink_port):
+    import signal
+    from lib import net
+    d = make_etrnd([("etrn_domains", "node.test")], dns=dns, sink_port=sink_port)
+    c = smtp.SmtpConn("127.0.0.1", d.port)
+    try:
+        c.ehlo()
+        assert c.cmd("ETRN other.test")[0] == 459
+        d.settings = [(k, v) for k, v in d.settings if k != "etrn_domains"]
+        d.settings.append(("etrn_domains", "node.test, other.test"))
+        d.write_config()
+        d.signal(signal.SIGHUP)
+        net.wait_until(lambda: "reloaded" in d.log(), 20, "etrnd to log the reload")
+        assert c.cmd("ETRN other.test")[0] == 251, "the open session kept the old settings"
+    finally:
+        c.close()

@@ -5,6 +5,7 @@ mail stays queued (a temporary failure is not a bounce) until the link comes up 
 next ETRN delivers it, once."""
 import collections
 import os
+import re
 
 import pytest
 
@@ -88,10 +89,11 @@ def test_mail_stays_queued_while_the_only_mx_is_down_and_goes_when_it_is_up(make
 
     assert smtp.etrn("127.0.0.1", d.port, "node.test")[0] == 253
     # The attempt fails (connection refused): temporary, so the mail stays, no bounce.
-    net.wait_until(lambda: "node.test" in d.log() and ("refused" in d.log().lower()
-                                                       or "deferred" in d.log().lower()),
-                   30, "etrnd to log the failed attempt")
-    net.wait_until(lambda: queued(d) == 2, 20, "both messages still queued")
+    # etrnd logs one `to=<...> ... status=WORD` line per entry when its attempt ends.
+    net.wait_until(lambda: len(re.findall(r"to=<u@node.test>.*status=\w+", d.log())) >= 2, 30,
+                   "etrnd to log the end of both delivery attempts")
+    assert queued(d) == 2, "a temporary failure removed mail from the queue:\n" + d.log()[-3000:]
+    assert "status=deferred" in d.log()
     assert sim.deliveries(status=None) == []
 
     sim.tell("link sink1 up")
@@ -104,3 +106,76 @@ def test_mail_stays_queued_while_the_only_mx_is_down_and_goes_when_it_is_up(make
     # No bounce went anywhere: the only deliveries are the two messages.
     assert len(sim.deliveries(status=None)) == 2
 
+
+
+def test_flush_uses_the_most_preferred_mx_when_all_are_up(make_etrnd, sim_factory):
+    # Listed in reverse order so that "first record wins" is not mistaken for preference.
+    sim = sim_factory("""sink sink1
+sink sink2
+dns node.test MX 20 mx2.node.test
+dns node.test MX 10 mx1.node.test
+dns mx1.node.test A $sink1
+dns mx2.node.test A $sink2
+""")
+    d = relay_for(make_etrnd, sim)
+    sent = tools.inject(d.port, 4, "sim-pref")
+    assert len(sent) == 4
+    assert smtp.etrn("127.0.0.1", d.port, "node.test")[0] == 253
+    net.wait_until(lambda: len(sim.deliveries(status=None)) >= 4, 30, "4 deliveries")
+    net.wait_until(lambda: queued(d) == 0, 20, "an empty queue")
+    assert sorted(r["message_id"] for r in sim.deliveries("sink1")) == sorted(sent)
+    assert sim.deliveries("sink2", status=None) == [], "mail went to the MX 20 host"
+
+
+def test_permanent_failure_bounces_to_the_sender_and_leaves_the_queue(make_etrnd, sim_factory):
+    """sink1 (node.test's MX) answers 550 to every RCPT: etrnd sends a DSN (RFC 3464) to
+    the sender, whose domain's MX is sink2, and the message leaves the queue."""
+    sim = sim_factory("""sink sink1 reject-rcpt 550
+sink sink2
+dns node.test MX 10 mx1.node.test
+dns mx1.node.test A $sink1
+dns sender.test MX 10 mx.sender.test
+dns mx.sender.test A $sink2
+""")
+    d = relay_for(make_etrnd, sim)
+    r = tools.swaks(d.port, to="u@node.test", sender="alice@sender.test",
+                    msgid="sim-bounce@etrnkit.test")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert smtp.etrn("127.0.0.1", d.port, "node.test")[0] == 253
+    net.wait_until(lambda: sim.deliveries("sink2"), 30, "a DSN at the sender's MX (sink2)")
+    net.wait_until(lambda: queued(d) == 0, 20, "node.test's queue to empty")
+    dsn = sim.deliveries("sink2")
+    assert len(dsn) == 1, dsn
+    assert dsn[0]["mail_from"] in ("", "<>"), "a DSN must have the null sender: %r" % dsn[0]
+    assert dsn[0]["rcpts"] == ["alice@sender.test"], dsn[0]
+    assert sim.deliveries("sink1") == []
+
+
+def test_one_message_for_two_nodes_is_flushed_per_node(make_etrnd, sim_factory):
+    sim = sim_factory("""sink sink1
+sink sink2
+dns node.test MX 10 mx1.node.test
+dns mx1.node.test A $sink1
+dns other.test MX 10 mx1.other.test
+dns mx1.other.test A $sink2
+""")
+    d = relay_for(make_etrnd, sim)
+    c = smtp.SmtpConn("127.0.0.1", d.port)
+    try:
+        c.ehlo()
+        assert c.send_message("s@example.org", ["u@node.test", "o@other.test", "v@node.test"],
+                              smtp.make_message("sim-two@etrnkit.test")) == 250
+    finally:
+        c.close()
+    assert queued(d, "node.test") == 1 and queued(d, "other.test") == 1
+    assert smtp.etrn("127.0.0.1", d.port, "node.test")[0] == 253
+    net.wait_until(lambda: sim.deliveries("sink1"), 30, "the node.test copy at sink1")
+    net.wait_until(lambda: queued(d, "node.test") == 0, 20, "node.test's queue to empty")
+    rec = sim.deliveries("sink1")
+    assert len(rec) == 1 and sorted(rec[0]["rcpts"]) == ["u@node.test", "v@node.test"], rec
+    assert sim.deliveries("sink2") == [] and queued(d, "other.test") == 1
+    assert smtp.etrn("127.0.0.1", d.port, "other.test")[0] == 253
+    net.wait_until(lambda: sim.deliveries("sink2"), 30, "the other.test copy at sink2")
+    rec2 = sim.deliveries("sink2")
+    assert len(rec2) == 1 and rec2[0]["rcpts"] == ["o@other.test"], rec2
+    assert rec2[0]["sha256"] == rec[0]["sha256"], "the two copies differ"

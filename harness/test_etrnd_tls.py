@@ -161,3 +161,25 @@ def test_without_auth_allow_plaintext_no_auth_in_the_clear(make_etrnd, dns, sink
         assert c.cmd("AUTH PLAIN " + PLAIN_OK)[0] in (503, 530, 538, 454, 504)
     finally:
         c.close()
+
+
+def test_commands_pipelined_after_starttls_are_discarded(tls_relay):
+    """RFC 3207 §4.2 / CVE-2011-0411: plaintext sent together with STARTTLS must not be
+    executed inside the TLS session."""
+    c = smtp.SmtpConn("127.0.0.1", tls_relay.port)
+    try:
+        c.ehlo()
+        c.send_raw(b"STARTTLS\r\nMAIL FROM:<injected@example.org>\r\n")
+        code, _ = c.read_reply()
+        assert code == 220
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        c.buf = b""
+        c.sock = ctx.wrap_socket(c.sock, server_hostname="localhost")
+        code, lines = c.cmd("EHLO client.test")
+        assert code == 250 and len(lines) > 1, "first reply inside TLS: %r %r" % (code, lines)
+        # Had the injected MAIL run, a second MAIL would be "nested" (503).
+        assert c.cmd("MAIL FROM:<s@example.org>")[0] == 250
+    finally:
+        c.close()

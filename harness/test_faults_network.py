@@ -10,7 +10,8 @@ bounce instead: delivered + queued + bounced = N, and bounced messages are not e
 after clearing. Faults in WINDOW can cut a connection after the sink's 250 left it, so a
 message may arrive twice (RFC 1047); the count is reported, every other duplicate fails.
 
-make test runs SHORT with 20 messages; -m faults runs every fault with 100. Each fault
+make test runs SHORT with 20 messages; -m faults (make check-faults) runs every fault with
+100 (marked slow as well, so that make test leaves it out). Each fault
 is bounded (flush_bound seconds for each flush). Figures: `faults network: ...` lines.
 """
 import collections
@@ -198,6 +199,7 @@ def test_flush_under_fault_delivers_once_or_keeps_queued(sim_relay, fault):
     run_fault(sim_relay, fault, 20)
 
 
+@pytest.mark.slow
 @pytest.mark.faults
 @pytest.mark.parametrize("fault", FAULTS)
 def test_flush_of_100_under_every_fault_delivers_once_or_keeps_queued(sim_relay, fault):

@@ -1,6 +1,9 @@
 """The harness's own pieces work before they are used against etrnd: dnsmasq answers MX
 for the nodes, the sink stores what swaks sends (dot-unstuffed, with its Message-ID), and
-withheld replies stay withheld."""
+withheld replies stay withheld, sanitizer reports in etrnd's output are found, and the
+per-test alarm of conftest interrupts a hang."""
+import pytest
+
 from lib import smtp, tools
 from conftest import MX_ADDR
 
@@ -50,3 +53,26 @@ def test_sanitizer_reports_are_found_in_etrnd_output(tmp_path):
     (tmp_path / "etrnd-2.out").write_text(
         "==12==ERROR: LeakSanitizer: detected memory leaks\nserver/x.c:3:5: runtime error: shift\n")
     assert len(d.sanitizer_reports()) == 2
+
+
+def test_a_hanging_test_is_stopped_by_the_alarm():
+    """The autouse bound of conftest works: a 1-second alarm interrupts a blocking read."""
+    import signal
+    import socket
+    import conftest
+    if conftest.TEST_TIMEOUT <= 0:
+        pytest.skip("ETRNKIT_TEST_TIMEOUT=0 switched the bound off")
+    a, b = socket.socketpair()
+    try:
+        signal.alarm(1)
+        try:
+            a.recv(1)
+            stopped = False
+        except conftest.HarnessTimeout:
+            stopped = True
+        finally:
+            signal.alarm(conftest.TEST_TIMEOUT)
+        assert stopped
+    finally:
+        a.close()
+        b.close()

@@ -1,7 +1,9 @@
 """etrncheck against hostile targets: servers in this file that never answer, flood replies,
 close at random, or return garbage. etrncheck must never hang (every run is bounded by a
 subprocess timeout well above its own step and scenario timeouts), must give every
-scenario it ran ERROR or FAIL with a reason (never PASS), and must exit 1 or 2.
+scenario it ran a failing verdict with a reason (ERROR or FAIL; WARN for a SHOULD and INFO
+for a MAY/INFO scenario, as a failed check reads at that level; never PASS), and must exit
+1 or 2.
 
 The short version (make test) runs three scenarios per target; -m faults runs a dozen.
 """
@@ -178,15 +180,33 @@ def check_hostile(etrncheck, kind, scenarios, tmp_path):
     out = r.stdout + r.stderr
     print("\nhostile %s: exit %d in %.1f s, %d connections" % (kind, r.returncode, took, accepted))
     assert r.returncode in (1, 2), "exit %d against the %s target:\n%s" % (r.returncode, kind, out[-3000:])
-    with open(str(tmp_path / ("%s.json" % kind))) as f:
+    report = tmp_path / ("%s.json" % kind)
+    assert report.exists(), "etrncheck wrote no report against %s:\n%s" % (kind, out[-3000:])
+    with open(str(report)) as f:
         doc = json.load(f)
     assert doc["counts"]["PASS"] == 0, "a scenario passed against %s: %s" % (kind, doc["counts"])
     ran = {s["id"]: s for s in doc["scenarios"]}
     assert set(ran) == set(scenarios), "scenarios missing from the report: %s" % (set(scenarios) - set(ran))
+    # A failed check reads FAIL at MUST level, WARN at SHOULD and INFO at MAY/INFO
+    # (docs/TARGETS.md); ERROR when the scenario could not run. Anything else is a pass.
+    failed_as = {"MUST": ("ERROR", "FAIL"), "SHOULD": ("ERROR", "FAIL", "WARN"),
+                 "MAY": ("ERROR", "FAIL", "WARN", "INFO"), "INFO": ("ERROR", "FAIL", "WARN", "INFO")}
+    known = []
     for sid, sc in ran.items():
-        assert sc["verdict"] in ("ERROR", "FAIL"), "%s: %s against %s" % (sid, sc["verdict"], kind)
-        assert sc["reason"].strip(), "%s: %s without a reason against %s" % (sid, sc["verdict"], kind)
         print("  %-32s %-5s %s" % (sid, sc["verdict"], sc["reason"][-110:]))
+        assert sc["reason"].strip(), "%s: %s without a reason against %s" % (sid, sc["verdict"], kind)
+        if sc["verdict"] in failed_as.get(sc["level"], ("ERROR", "FAIL")):
+            continue
+        msg = "%s (%s): %s against %s: %s" % (sid, sc["level"], sc["verdict"], kind, sc["reason"])
+        # Known (briefs/etrnd-bugs.md, "etrncheck"): an `expect ... else INFO` step that gets
+        # no reply at all downgrades a MUST scenario to INFO.
+        assert sc["verdict"] == "INFO" and "no reply within" in sc["reason"], msg
+        known.append(msg)
+    assert doc["counts"]["ERROR"] + doc["counts"]["FAIL"] > 0, doc["counts"]
+    if known:
+        if os.environ.get("ETRNKIT_KNOWN_BUGS") == "1":
+            pytest.fail("; ".join(known))
+        pytest.xfail("known etrncheck issue: " + "; ".join(known))
 
 
 @pytest.mark.parametrize("kind", HOSTILE)
@@ -194,6 +214,7 @@ def test_etrncheck_reports_a_hostile_target_without_hanging(etrncheck_bin, kind,
     check_hostile(etrncheck_bin, kind, SHORT, tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.faults
 @pytest.mark.parametrize("kind", HOSTILE)
 def test_etrncheck_survives_the_whole_set_against_a_hostile_target(etrncheck_bin, kind, tmp_path):

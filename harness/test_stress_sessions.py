@@ -10,11 +10,10 @@ is bounded by stress_sessions' --max-seconds and the subprocess timeout.
 """
 import os
 import resource
-import signal
 
 import pytest
 
-from lib import net, procs as procs_mod, smtp
+from lib import procs as procs_mod, smtp
 from conftest import ROOT
 
 TOOL = os.path.join(ROOT, "build", "bench", "stress_sessions")
@@ -83,15 +82,35 @@ def check_and_report(d, f, what):
 def test_etrnd_serves_1000_sessions_a_storm_slowloris_and_long_lines_at_once(stress_tool,
                                                                               loaded_etrnd):
     d = loaded_etrnd
-    f = run_stress(stress_tool, d, timeout=150, sessions=1000, storm=2000, slowloris=20,
-                   long_lines=10, long_line_bytes=1 << 20, slow_interval=0.5, max_seconds=24)
+    f = run_stress(stress_tool, d, timeout=120, sessions=1000, storm=2000, slowloris=20,
+                   long_lines=10, long_line_bytes=1 << 20, slow_interval=0.5, slow_seconds=12,
+                   max_seconds=60)
     check_and_report(d, f, "short")
 
 
+@pytest.mark.slow
 @pytest.mark.faults
 def test_etrnd_survives_a_20000_command_storm_and_many_slowloris_clients(stress_tool,
                                                                           loaded_etrnd):
     d = loaded_etrnd
-    f = run_stress(stress_tool, d, timeout=200, sessions=1000, storm=20000, slowloris=200,
-                   long_lines=50, long_line_bytes=4 << 20, slow_interval=1.0, max_seconds=90)
+    f = run_stress(stress_tool, d, timeout=240, sessions=1000, storm=20000, slowloris=200,
+                   long_lines=50, long_line_bytes=4 << 20, slow_interval=1.0, slow_seconds=40,
+                   max_seconds=120)
     check_and_report(d, f, "long")
+
+
+@pytest.mark.slow
+@pytest.mark.faults
+@pytest.mark.skipif(os.environ.get("ETRNKIT_KNOWN_BUGS") != "1",
+                    reason="known etrnd bug (briefs/etrnd-bugs.md: smtpd_timeout reset by every "
+                           "byte); run with ETRNKIT_KNOWN_BUGS=1")
+def test_endless_line_slowloris_is_cut_off_by_smtpd_timeout(stress_tool, make_etrnd):
+    # 20 clients dribble one byte a second of a line that never ends; smtpd_timeout is 4 s,
+    # so by the end of the run (slow_seconds: 15 s) etrnd must have closed every one.
+    d = make_etrnd(settings=[("max_sessions", "20"), ("smtpd_timeout", "4s")])
+    f = run_stress(stress_tool, d, timeout=90, sessions=0, slowloris=20, slow_eol="no",
+                   slow_interval=1.0, long_lines=0, probe_interval=5.0, slow_seconds=15,
+                   max_seconds=30)
+    print("\nstress endless-slowloris: %s" % " ".join("%s=%s" % kv for kv in sorted(f.items())))
+    assert d.running()
+    assert f["slowloris_closed_by_server"] == f["slowloris"], f

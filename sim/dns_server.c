@@ -10,8 +10,10 @@
  * logged (bounded tables), every packet in and out goes to the capture writer, delayed
  * answers never outlive the server or their TCP connection, and memory per connection is
  * bounded by the read watermark. Answers to names without a quirk of their own are cached
- * by the exact query bytes (ID aside) until the records or quirks change, which is what makes
- * the server as fast as dnsmasq even while other names misbehave. */
+ * by the exact query bytes (ID aside) until the records or quirks change; UDP queries are read
+ * and answered in bursts (recvmmsg/sendmmsg) and answers encoded into one reused buffer. That
+ * is what makes the server as fast as dnsmasq even while other names misbehave. UDP
+ * datagrams over 4096 octets are dropped unanswered. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -1721,7 +1723,11 @@ static int join_words(char *buf, size_t n, char *const *argv, int argc)
     return rc;
 }
 
-int dns_server_apply(struct dns_server *srv, char *const *argv, int argc, struct etrn_err *err)
+/* One setup line against a zone and a quirk table: the server's own (srv set), or scratch
+ * ones that only check it (srv NULL; a dns-zone file is then not read). */
+static int line_apply_to(struct dns_server *srv, struct dns_zone *zone,
+                         struct dns_quirk_table *quirks, char *const *argv, int argc,
+                         struct etrn_err *err)
 {
     char text[DNS_ZONE_RECORD_TEXT_MAX];
     if (argc < 1)
@@ -1733,28 +1739,48 @@ int dns_server_apply(struct dns_server *srv, char *const *argv, int argc, struct
                                 "mx1.node.test')");
         if (join_words(text, sizeof text, argv + 1, argc - 1) < 0)
             return err_set(err, "dns: record is too long");
-        return dns_server_add_record(srv, text, err);
+        return dns_zone_add_text(zone, text, err) < 0 ? err_prefix(err, "dns") : 0;
     }
     if (strcmp(verb, "dns-quirk") == 0) {
         if (argc < 3)
             return err_set(err, "dns-quirk needs NAME QUIRK [ARG]");
         if (join_words(text, sizeof text, argv + 2, argc - 2) < 0)
             return err_set(err, "dns-quirk: too long");
-        return dns_server_set_quirk(srv, argv[1], text, err);
+        if (dns_quirk_table_set_text(quirks, argv[1], text, NULL, err) < 0)
+            return err_prefix(err, "dns-quirk %s", argv[1]);
+        return 0;
     }
     if (strcmp(verb, "dns-clear") == 0) {
         if (argc < 2 || argc > 3)
             return err_set(err, "dns-clear needs NAME [QUIRK]");
-        return dns_server_clear_quirk(srv, argv[1], argc == 3 ? argv[2] : NULL, err) < 0 ? -1
-                                                                                        : 0;
+        if (dns_quirk_table_clear(quirks, argv[1], argc == 3 ? argv[2] : NULL, err) < 0)
+            return err_prefix(err, "dns-clear %s", argv[1]);
+        return 0;
     }
     if (strcmp(verb, "dns-zone") == 0) {
         if (argc != 2)
             return err_set(err, "dns-zone needs PATH");
-        return dns_server_load_zone_file(srv, argv[1], err);
+        return srv != NULL ? dns_server_load_zone_file(srv, argv[1], err) : 0;
     }
     return err_set(err, "unknown DNS line '%s' (expected dns, dns-quirk, dns-clear, dns-zone)",
                    verb);
+}
+
+int dns_server_apply(struct dns_server *srv, char *const *argv, int argc, struct etrn_err *err)
+{
+    return line_apply_to(srv, srv->zone, srv->quirks, argv, argc, err);
+}
+
+int dns_server_check_line(char *const *argv, int argc, struct etrn_err *err)
+{
+    struct dns_zone *zone = NULL;
+    struct dns_quirk_table *quirks = NULL;
+    int rc = -1;
+    if (dns_zone_new(&zone, err) == 0 && dns_quirk_table_new(&quirks, err) == 0)
+        rc = line_apply_to(NULL, zone, quirks, argv, argc, err);
+    dns_quirk_table_free(quirks);
+    dns_zone_free(zone);
+    return rc;
 }
 
 /* --- what the server saw ---------------------------------------------------------------- */

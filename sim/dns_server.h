@@ -75,6 +75,9 @@ int dns_server_clear_quirk(struct dns_server *srv, const char *name, const char 
 /* A setup line split into words: {"dns", OWNER, TYPE, RDATA...}, {"dns-quirk", NAME, QUIRK,
  * ARG...}, {"dns-clear", NAME[, QUIRK]} or {"dns-zone", PATH}. */
 int dns_server_apply(struct dns_server *srv, char *const *argv, int argc, struct etrn_err *err);
+/* Checks such a line (the same errors dns_server_apply would give) without any server: for
+ * lines that run later (`at 10s dns-quirk ...`). A dns-zone file is not read here. */
+int dns_server_check_line(char *const *argv, int argc, struct etrn_err *err);
 
 /* --- what the server saw --------------------------------------------------------------- */
 

@@ -27,6 +27,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "dns_server.h"
 #include "fileio.h"
 #include "strbuf.h"
 #include "world.h"
@@ -44,6 +45,7 @@ struct sim {
     struct evconnlistener *control;
     char control_path[sizeof ((struct sockaddr_un *)0)->sun_path];
     size_t control_clients;
+    struct control_client *clients;     /* open control connections, freed at exit */
     int quiet;
 };
 
@@ -51,7 +53,7 @@ static void usage(FILE *out)
 {
     fputs("usage: etrnsim -c FILE [--pcap FILE] [--journal FILE] [--control PATH]\n"
           "               [--dns ADDR:PORT] [--sink-port N] [--pool FIRST-ADDR]\n"
-          "               [--watch-refused] [--quiet]\n"
+          "               [--watch-refused] [--log-dns] [--quiet]\n"
           "       etrnsim --check FILE\n"
           "       etrnsim --tell PATH COMMAND...   (send one command to a --control socket)\n"
           "Commands (stdin or --control): any setup line (sink, sink-behave, link, external,\n"
@@ -239,6 +241,21 @@ static void journal_listener(const struct sink_journal_entry *e, void *arg)
     strbuf_free(&out);
 }
 
+/* --log-dns: one line per DNS query, in the same shape as the journal lines. */
+static void dns_observer(void *ctx, const struct dns_query_log_entry *e)
+{
+    (void)ctx;
+    char line[512];
+    if (dns_query_log_format(e, line, sizeof line) < 0)
+        return;
+    char *rest = strchr(line, ' ');
+    if (rest == NULL)
+        return;
+    *rest++ = '\0';
+    printf("%s dns      %s\n", line, rest);
+    fflush(stdout);
+}
+
 static void nodes_print(struct sim *s, struct strbuf *out)
 {
     const char *names[256];
@@ -355,11 +372,18 @@ static int stdin_pollable(void)
 struct control_client {
     struct sim *s;
     struct bufferevent *bev;
+    struct control_client *prev, *next;
 };
 
 static void control_client_free(struct control_client *c)
 {
     c->s->control_clients--;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        c->s->clients = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
     bufferevent_free(c->bev);
     free(c);
 }
@@ -427,6 +451,10 @@ static void control_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
         return;
     }
     s->control_clients++;
+    c->next = s->clients;
+    if (s->clients != NULL)
+        s->clients->prev = c;
+    s->clients = c;
     bufferevent_setcb(c->bev, control_read_cb, NULL, control_event_cb, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
@@ -591,7 +619,7 @@ int main(int argc, char **argv)
 {
     const char *config = NULL, *check = NULL, *pcap = NULL, *journal = NULL, *control = NULL;
     const char *dns = "127.0.0.1:5300", *pool = "127.0.0.2";
-    int sink_port = 2526, watch = 0, quiet = 0;
+    int sink_port = 2526, watch = 0, quiet = 0, log_dns = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -610,6 +638,9 @@ int main(int argc, char **argv)
             return tell(argv[i + 1], argv + i + 2, argc - i - 2);
         } else if (strcmp(a, "--watch-refused") == 0) {
             watch = 1;
+            takes = 0;
+        } else if (strcmp(a, "--log-dns") == 0) {
+            log_dns = 1;
             takes = 0;
         } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
             quiet = 1;
@@ -679,6 +710,8 @@ int main(int argc, char **argv)
     }
     sink_journal_set_listener(sim_world_journal(s.w), journal_listener, &s);
     sim_world_set_error_hook(s.w, at_error, &s);
+    if (log_dns && sim_world_dns(s.w) != NULL)
+        dns_server_set_observer(sim_world_dns(s.w), dns_observer, &s);
     if (file_apply(s.w, config, &err) < 0
         || (control != NULL && control_open(&s, control, &err) < 0)) {
         fprintf(stderr, "etrnsim: %s\n", err.msg);
@@ -715,6 +748,8 @@ int main(int argc, char **argv)
 out:
     if (s.stdin_ev != NULL)
         event_free(s.stdin_ev);
+    while (s.clients != NULL)
+        control_client_free(s.clients);
     if (s.control != NULL) {
         evconnlistener_free(s.control);
         unlink(s.control_path);

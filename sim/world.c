@@ -21,6 +21,7 @@
 
 #include <event2/event.h>
 
+#include "dns_server.h"
 #include "netaddr.h"
 #include "sim_words.h"
 #include "world.h"
@@ -284,11 +285,13 @@ static int line_precheck(struct sim_world *w, char *const *argv, int argc, struc
     }
     if (strcmp(verb, "at") == 0)
         return err_set(err, "at: a scheduled line cannot schedule another");
-    (void)w;
     if (strcmp(verb, "dns") == 0 || strcmp(verb, "dns-quirk") == 0
-        || strcmp(verb, "dns-clear") == 0 || strcmp(verb, "dns-zone") == 0
-        || strcmp(verb, "sink") == 0
-        || strcmp(verb, "external") == 0)
+        || strcmp(verb, "dns-clear") == 0 || strcmp(verb, "dns-zone") == 0) {
+        if (w->dns == NULL)
+            return err_set(err, "%s: this world has no DNS server", verb);
+        return dns_server_check_line(argv, argc, err);
+    }
+    if (strcmp(verb, "sink") == 0 || strcmp(verb, "external") == 0)
         return 0;
     return err_set(err, "unknown setup line '%s'", verb);
 }

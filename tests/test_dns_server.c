@@ -483,6 +483,37 @@ static void test_dns_answers_change_between_queries(void **state)
 
 /* --- quirks: the answer ------------------------------------------------------------------ */
 
+/* Answers are cached (by query bytes) for names without quirks, also while other names have
+ * some; every change of records or quirks must show at the very next query. */
+static void test_answers_follow_every_change_while_other_names_are_quirked(void **state)
+{
+    struct fx *f = *state;
+    struct etrn_err err = {{0}};
+    quirk(f, "other.test", "servfail");
+    fx_run(f);
+    assert_string_equal(dig(f, "node.test MX +short"), "10 mx1.node.test.\n20 mx2.node.test.\n");
+    assert_string_equal(dig(f, "node.test MX +short"), "10 mx1.node.test.\n20 mx2.node.test.\n");
+    assert_non_null(strstr(dig(f, "other.test MX"), "status: SERVFAIL"));
+    fx_pause(f);
+    quirk(f, "node.test", "nxdomain");
+    fx_run(f);
+    assert_non_null(strstr(dig(f, "node.test MX"), "status: NXDOMAIN"));
+    fx_pause(f);
+    assert_int_equal(dns_server_clear_quirk(f->srv, "node.test", NULL, &err), 1);
+    add(f, "node.test MX 30 mx3.node.test");
+    fx_run(f);
+    const char *d = dig(f, "node.test MX +short");
+    assert_non_null(strstr(d, "30 mx3.node.test.\n"));
+    assert_non_null(strstr(d, "10 mx1.node.test.\n"));
+    fx_pause(f);
+    assert_int_equal(dns_server_remove_records(f->srv, "node.test", "MX", &err), 3);
+    dns_server_set_answer_cache(f->srv, 0);
+    fx_run(f);
+    assert_non_null(strstr(dig(f, "node.test MX"), "ANSWER: 0"));
+    fx_pause(f);
+    assert_int_equal(dns_server_query_count(f->srv, "node.test", "MX"), 5);
+}
+
 static void test_quirk_servfail_reaches_resolvers(void **state)
 {
     struct fx *f = *state;
@@ -1297,6 +1328,7 @@ int main(void)
         T(test_dns_default_ttl_is_60_and_given_ttls_are_kept),
         T(test_dns_removed_records_are_gone),
         T(test_dns_answers_change_between_queries),
+        T(test_answers_follow_every_change_while_other_names_are_quirked),
         T(test_quirk_servfail_reaches_resolvers),
         T(test_quirk_refused_nxdomain_nodata_and_rcode),
         T(test_quirk_timeout_sends_nothing),

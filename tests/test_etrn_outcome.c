@@ -49,6 +49,24 @@ static void test_outcome_500_501_502_mean_unsupported_and_are_not_retried(void *
     assert_false(etrn_outcome_retryable(ETRN_UNSUPPORTED));
 }
 
+static void test_outcome_530_tls_required_is_unsupported_not_retried(void **state)
+{
+    (void)state;
+    /* A relay that requires TLS answers 530 5.7.0 to ETRN in clear: asking again in clear
+     * changes nothing (client scenario client.etrn.tls-required-plain). */
+    assert_int_equal(etrn_outcome_of(530), ETRN_UNSUPPORTED);
+    assert_int_equal(etrn_outcome_exit_code(etrn_outcome_of(530)), 5);
+    assert_false(etrn_outcome_retryable(etrn_outcome_of(530)));
+}
+
+static void test_outcome_words_name_every_outcome(void **state)
+{
+    (void)state;
+    for (int o = 0; o < ETRN_OUTCOME_COUNT; o++)
+        assert_string_not_equal(etrn_outcome_words((enum etrn_outcome)o), "unknown outcome");
+    assert_string_equal(etrn_outcome_words(ETRN_OUTCOME_COUNT), "unknown outcome");
+}
+
 static void test_outcome_exit_codes_are_distinct_and_documented(void **state)
 {
     (void)state;
@@ -78,6 +96,8 @@ int main(void)
         cmocka_unit_test(test_outcome_459_is_refusal_not_unsupported),
         cmocka_unit_test(test_outcome_458_and_other_4xx_are_temporary_and_retryable),
         cmocka_unit_test(test_outcome_500_501_502_mean_unsupported_and_are_not_retried),
+        cmocka_unit_test(test_outcome_530_tls_required_is_unsupported_not_retried),
+        cmocka_unit_test(test_outcome_words_name_every_outcome),
         cmocka_unit_test(test_outcome_exit_codes_are_distinct_and_documented),
         cmocka_unit_test(test_outcome_worst_prefers_connection_problems),
     };

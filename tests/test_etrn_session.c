@@ -208,8 +208,58 @@ static void test_session_refuses_to_send_etrn_when_not_advertised(void **state)
     run_against(&fr, nodes, 1, 0, &sr);
     for (size_t i = 0; i < fr.ncommands; i++)
         assert_null(strstr(fr.commands[i], "ETRN"));
-    assert_int_equal(sr.results[0].outcome, ETRN_CONNECTION);
+    assert_int_equal(sr.results[0].outcome, ETRN_UNSUPPORTED);
     assert_non_null(strstr(sr.error, "does not advertise ETRN"));
+    /* the session was in order: it ends with QUIT, not a dropped connection */
+    assert_string_equal(fr.commands[fr.ncommands - 1], "QUIT");
+}
+
+static void test_session_ehlo_refused_quits_without_etrn(void **state)
+{
+    (void)state;
+    /* RFC 1869 §4.2: a server without ESMTP refuses EHLO and so cannot offer ETRN. */
+    struct fake_relay fr = { .greeting = "220 relay.test\r\n",
+                             .replies = { "500 5.5.1 Command unrecognized\r\n", "221 Bye\r\n" },
+                             .nreplies = 2 };
+    const char *nodes[] = { "a.test", "b.test" };
+    struct session_result sr;
+    run_against(&fr, nodes, 2, 0, &sr);
+    assert_int_equal(fr.ncommands, 2);
+    assert_string_equal(fr.commands[1], "QUIT");
+    assert_int_equal(sr.results[0].outcome, ETRN_UNSUPPORTED);
+    assert_int_equal(sr.results[1].outcome, ETRN_UNSUPPORTED);
+    assert_false(sr.results[0].sent);
+}
+
+static void test_session_greeting_554_quits(void **state)
+{
+    (void)state;
+    struct fake_relay fr = { .greeting = "554 5.3.2 no service here\r\n",
+                             .replies = { "221 Bye\r\n" }, .nreplies = 1 };
+    const char *nodes[] = { "a.test" };
+    struct session_result sr;
+    run_against(&fr, nodes, 1, 0, &sr);
+    assert_int_equal(fr.ncommands, 1);
+    assert_string_equal(fr.commands[0], "QUIT");
+    assert_int_equal(sr.results[0].outcome, ETRN_CONNECTION);
+}
+
+static void test_session_tls_required_530_stops_further_etrn(void **state)
+{
+    (void)state;
+    struct fake_relay fr = { .greeting = "220 relay.test\r\n",
+                             .replies = { "250-relay.test\r\n250-STARTTLS\r\n250 ETRN\r\n",
+                                          "530 5.7.0 Must issue a STARTTLS command first\r\n",
+                                          "221 Bye\r\n" },
+                             .nreplies = 3 };
+    const char *nodes[] = { "a.test", "b.test" };
+    struct session_result sr;
+    run_against(&fr, nodes, 2, 0, &sr);
+    assert_int_equal(fr.ncommands, 3);
+    assert_string_equal(fr.commands[1], "ETRN a.test");
+    assert_string_equal(fr.commands[2], "QUIT");
+    assert_int_equal(sr.results[0].outcome, ETRN_UNSUPPORTED);
+    assert_false(sr.results[1].sent);
 }
 
 static void test_session_force_sends_etrn_without_keyword(void **state)
@@ -273,6 +323,9 @@ int main(void)
         cmocka_unit_test(test_session_stops_sending_etrn_after_500),
         cmocka_unit_test(test_session_459_is_refused_and_later_nodes_still_asked),
         cmocka_unit_test(test_session_refuses_to_send_etrn_when_not_advertised),
+        cmocka_unit_test(test_session_ehlo_refused_quits_without_etrn),
+        cmocka_unit_test(test_session_greeting_554_quits),
+        cmocka_unit_test(test_session_tls_required_530_stops_further_etrn),
         cmocka_unit_test(test_session_force_sends_etrn_without_keyword),
         cmocka_unit_test(test_session_unknown_2xx_code_read_by_first_digit),
         cmocka_unit_test(test_session_greeting_421_is_a_connection_problem),

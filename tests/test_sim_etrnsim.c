@@ -210,7 +210,7 @@ static void test_etrnsim_brings_up_every_fixture_topology(void **state)
 
 /* quirky-dns.topo loads two zone files by relative path and sets a quirk; dig sees the
  * zone's MX records, the quirk and the ";! quirk" of the zone file; swaks delivers to a
- * sink and etrnsim prints the delivery. */
+ * sink and etrnsim prints the delivery and, with --log-dns, every query. */
 static void test_etrnsim_serves_zones_and_quirks_from_a_topology(void **state)
 {
     struct fixture *f = *state;
@@ -222,7 +222,7 @@ static void test_etrnsim_serves_zones_and_quirks_from_a_topology(void **state)
     str_format(cmd, sizeof cmd,
                "S=%s/ctl.sock; O=%s/out.txt; D='dig @127.0.0.1 -p %d +time=2 +tries=1'; "
                "(timeout 30 %s -c %s/fixtures/topologies/quirky-dns.topo --dns 127.0.0.1:%d "
-               "--pool 127.0.0.95 --sink-port %d --control $S </dev/null >$O 2>&1; "
+               "--pool 127.0.0.95 --sink-port %d --control $S --log-dns </dev/null >$O 2>&1; "
                "echo exit=$? >>$O) & "
                "for i in $(seq 100); do [ -S $S ] && break; sleep 0.05; done; "
                "timeout 10 $D +short node.test MX | sort; "
@@ -248,6 +248,10 @@ static void test_etrnsim_serves_zones_and_quirks_from_a_topology(void **state)
     assert_non_null(strstr(out.data, "swaks=0"));
     assert_non_null(strstr(out.data, "delivery sink1 #1 from 127.0.0.1:"));
     assert_non_null(strstr(out.data, "id=<e2e@b.test>"));
+    /* --log-dns: each query dig made, with its fate */
+    assert_non_null(strstr(out.data, " dns      udp 127.0.0.1:"));
+    assert_non_null(strstr(out.data, " flaky.node.test. MX -> SERVFAIL [servfail]\n"));
+    assert_non_null(strstr(out.data, " chained.quirks.test. MX -> NOERROR [cname-chain]\n"));
     assert_non_null(strstr(out.data, "exit=0"));
     strbuf_free(&out);
 }
@@ -285,6 +289,11 @@ static void test_etrnsim_unknown_quirk_is_named_on_one_line(void **state)
     write_file(path, "sink sink1\ndns-quirk node.test servfial\n");
     expect_one_line_error(f, "--check quirk.topo",
                           "quirk.topo:2: dns-quirk node.test: unknown DNS quirk 'servfial'");
+    /* a line scheduled for later is checked when it is given */
+    str_format(path, sizeof path, "%s/at.topo", f->dir);
+    write_file(path, "sink sink1\nat 10s dns-quirk node.test servfial\n");
+    expect_one_line_error(f, "--check at.topo",
+                          "at.topo:2: at 10s: dns-quirk node.test: unknown DNS quirk 'servfial'");
     str_format(path, sizeof path, "%s/behave.topo", f->dir);
     write_file(path, "sink sink1 tarpti\n");
     expect_one_line_error(f, "--check behave.topo", "unknown sink behaviour 'tarpti'");
