@@ -250,3 +250,57 @@ def test_queue_during_a_flush_always_answers_and_counts_down(relay):
     assert all(k <= n for k in seen)
     relay.sink.wait_count(n)
     assert len(set(relay.sink.message_ids())) == n
+
+
+# --------------------------------------------------------------------------- start-up
+
+
+def test_a_second_etrnd_on_the_same_spool_is_refused(relay, tmp_path):
+    sent = tools.inject(relay.port, 1, "first-owner")
+    assert len(sent) == 1
+    other_port = net.free_port("127.0.0.1")
+    text = open(relay.conf).read().replace("127.0.0.1:%d" % relay.port, "127.0.0.1:%d" % other_port)
+    conf = tmp_path / "second.conf"
+    conf.write_text(text)
+    r = procs_mod.run([relay.bin, "-c", conf, "-f"], timeout=30)
+    assert r.returncode != 0, "a second etrnd ran on a spool in use"
+    assert "in use" in r.stdout + r.stderr, r.stdout + r.stderr
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", other_port), timeout=2).close()
+    assert relay.running()
+    assert smtp.etrn("127.0.0.1", relay.port, "node.test")[0] == 253
+    relay.sink.wait_count(1)
+    assert relay.sink.message_ids() == sent
+
+
+def pid_alive(pid):
+    """True while pid runs (a zombie waiting for a reaper counts as gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return False
+
+
+def test_daemon_mode_detaches_writes_its_pid_and_stops_on_sigterm(make_etrnd, tmp_path):
+    d = make_etrnd(start=False)
+    pid_file = tmp_path / "etrnd.pid"
+    d.settings.append(("pid_file", str(pid_file)))
+    d.write_config()
+    r = procs_mod.run([d.bin, "-c", d.conf], timeout=30)      # no -f: returns once listening
+    pid = None
+    try:
+        assert r.returncode == 0, r.stdout + r.stderr
+        pid = int(pid_file.read_text().split()[0])
+        assert pid_alive(pid)
+        net.wait_listening("127.0.0.1", d.port, what="the daemon on port %d" % d.port)
+        assert smtp.etrn("127.0.0.1", d.port, "other.test")[0] == 251
+        os.kill(pid, signal.SIGTERM)
+        net.wait_until(lambda: not pid_alive(pid), 30, "the daemon to exit")
+        pid = None
+    finally:
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)       # the daemon this test started, by its pid
+            except ProcessLookupError:
+                pass

@@ -21,12 +21,19 @@ pytestmark = pytest.mark.skipif(shutil.which("fetchmail") is None,
 
 WRAPPER = r"""#!/bin/sh
 # fetchmail in ETRN mode: HOST PORT DOMAINS(comma-separated) [extra fetchmail options...]
+# As root, fetchmail runs as nobody: root's fetchmail keeps one global lock
+# (/var/run/fetchmail.pid), so two runs at once (two harness runs) would refuse each other.
 host=$1 port=$2 domains=$3
 shift 3
 d=$(mktemp -d "${TMPDIR:-/tmp}/fetchmail-etrn.XXXXXX") || exit 70
 printf 'poll %s protocol ETRN port %s fetchdomains %s\n' "$host" "$port" "$domains" > "$d/rc"
 chmod 600 "$d/rc"
-FETCHMAILHOME=$d timeout --foreground -k 2 25 fetchmail -f "$d/rc" --nosyslog -v "$@"
+run=
+if [ "$(id -u)" = 0 ]; then
+    chown -R nobody:nogroup "$d" || exit 70
+    run="setpriv --reuid=nobody --regid=nogroup --clear-groups --"
+fi
+FETCHMAILHOME=$d HOME=$d timeout --foreground -k 2 25 $run fetchmail -f "$d/rc" --nosyslog -v "$@"
 rc=$?
 rm -rf "$d"
 exit $rc

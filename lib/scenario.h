@@ -13,7 +13,8 @@
  * dns-quirk, dns-clear, sink, sink-behave, external, link), at, queue, wait, client ...
  * end, hostile and outcome lines are steps run in order. Inside client: send, send-raw,
  * send-repeat, expect, expect-close, expect-silence, starttls, wait, drain, close and
- * repeat N ... end.
+ * repeat N ... end. Client scenarios (etrncheck client) instead hold one relay ... end block
+ * (on, ehlo-keywords, tls, nodes) and expect-client checks.
  *
  * Guarantees: a parsed scenario is complete and consistent (every header present, every
  * block closed, every number, duration, code pattern, level and requirement ID valid,
