@@ -6,11 +6,25 @@
     procs.stop_all()                                          # SIGTERM, bounded wait, SIGKILL
 
 Every process runs in its own session, so stopping it also stops its children. stop_all
-is idempotent and is called from fixture teardown and benchmark `finally:` blocks.
+is idempotent and is called from fixture teardown and benchmark `finally:` blocks. If the
+harness itself is killed (a `timeout` around pytest, ^C twice), teardown never runs: each
+process also gets PR_SET_PDEATHSIG=SIGKILL, so the kernel ends it with the harness.
 """
+import ctypes
 import os
 import signal
 import subprocess
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """preexec_fn: SIGKILL this child when the thread that started it (the test) exits."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except OSError:
+        pass
 
 
 class Procs:
@@ -26,7 +40,7 @@ class Procs:
             full_env.update(env)
         p = subprocess.Popen([str(a) for a in argv], stdin=stdin, stdout=out,
                              stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
-                             start_new_session=True)
+                             start_new_session=True, preexec_fn=_die_with_parent)
         out.close()
         p.etrnkit_name = name
         p.etrnkit_out = out_path
