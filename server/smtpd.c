@@ -40,6 +40,10 @@
 
 #define SMTPD_MAX_HOPS 100          /* Received: headers before a message is a loop (RFC 5321 §6.3) */
 #define SMTPD_DATA_CHUNK (64 * 1024)
+/* Free space a new transaction needs besides its declared SIZE: a body's first blocks,
+ * its envelopes and the directory entries. Refusing at MAIL (452 4.3.1) on a nearly full
+ * spool spares the client sending a message that cannot be stored. */
+#define SMTPD_SPACE_RESERVE (64 * 1024)
 
 enum session_close {
     SESSION_OPEN,
@@ -373,7 +377,7 @@ static void cmd_mail(struct session *ss, const char *arg)
                 session_reply(ss, 552, "5.3.4", "Message size exceeds fixed limit");
                 return;
             }
-            if (spool_space_ok(ss->s->spool, sz) != 0) {
+            if (spool_space_ok(ss->s->spool, sz + SMTPD_SPACE_RESERVE) != 0) {
                 session_reply(ss, 452, "4.3.1", "Insufficient system storage");
                 return;
             }
@@ -389,7 +393,7 @@ static void cmd_mail(struct session *ss, const char *arg)
             return;
         }
     }
-    if (spool_space_ok(ss->s->spool, 0) != 0) {
+    if (spool_space_ok(ss->s->spool, SMTPD_SPACE_RESERVE) != 0) {
         session_reply(ss, 452, "4.3.1", "Insufficient system storage");
         return;
     }
@@ -520,7 +524,7 @@ static void cmd_data(struct session *ss, const char *arg)
         session_reply(ss, 554, "5.5.1", "No valid recipients");
         return;
     }
-    if (spool_space_ok(ss->s->spool, 0) != 0) {
+    if (spool_space_ok(ss->s->spool, SMTPD_SPACE_RESERVE) != 0) {
         session_reply(ss, 452, "4.3.1", "Insufficient system storage");
         return;
     }
