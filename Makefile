@@ -63,7 +63,7 @@ TESTS     := $(patsubst tests/%.c,$(O)/tests/%,$(TEST_SRC))
 BENCH_SRC := $(wildcard bench/*.c)
 BENCHES   := $(patsubst bench/%.c,$(O)/bench/%,$(BENCH_SRC))
 
-.PHONY: all deps programs tests benches test unit-test asan-test harness-test run bench bench-full \
+.PHONY: all deps programs tests benches test test-slow run-postfix run-mutations unit-test asan-test harness-test run bench bench-full \
         fuzz check-faults install clean
 
 all: deps programs tests
@@ -148,6 +148,20 @@ test: deps
 # --- main job, benchmarks, fuzzing, faults ----------------------------------
 run: deps programs
 	scripts/run-catalogue
+
+# The catalogue against Debian's Postfix in a private network namespace (root), and the
+# mutation check: the catalogue must catch each of etrnd's 12 test-only defects.
+run-postfix: deps programs
+	mkdir -p report
+	ETRNKIT_ROOT=$(CURDIR) ETRNKIT_BIN=$(CURDIR)/$(BINDIR) fixtures/targets/postfix-run \
+	    --json report/postfix.json --html report/postfix.html
+
+run-mutations: deps programs
+	ETRNKIT_ROOT=$(CURDIR) ETRNKIT_BIN=$(CURDIR)/$(BINDIR) $(PYTHON) harness/run_mutations.py
+
+# The long end-to-end tests `make test` leaves out (Postfix catalogue, mutations, ...).
+test-slow: deps programs
+	ETRNKIT_ROOT=$(CURDIR) ETRNKIT_BIN=$(CURDIR)/$(BINDIR) $(PYTHON) -m pytest -q -m slow harness
 
 bench: deps programs benches
 	scripts/run-bench --quick

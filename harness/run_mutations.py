@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""run-mutations — the mutation check: the catalogue must catch every broken etrnd.
+"""run_mutations.py — the mutation check: the catalogue must catch every broken etrnd.
 
-    scripts/run-mutations [-j N] [--out report/mutations] [DEFECT ...]     (as root)
+    harness/run_mutations.py [-j N] [--out report/mutations] [DEFECT ...]     (as root)
 
 For each test-only defect of etrnd (server/etrnd_config.h, `defect = NAME`) it runs the
 whole catalogue against an etrnd with that defect switched on (scripts/run-catalogue with
@@ -103,12 +103,12 @@ def main():
     ap.add_argument("defects", nargs="*")
     a = ap.parse_args()
     if os.geteuid() != 0:
-        print("run-mutations: needs root (network namespaces)", file=sys.stderr)
+        print("run_mutations: needs root (network namespaces)", file=sys.stderr)
         return 2
     defects = a.defects or list(EXPECTED)
     unknown = [d for d in defects if d not in EXPECTED]
     if unknown:
-        print("run-mutations: unknown defect(s): %s" % " ".join(unknown), file=sys.stderr)
+        print("run_mutations: unknown defect(s): %s" % " ".join(unknown), file=sys.stderr)
         return 2
     out = a.out if os.path.isabs(a.out) else os.path.join(ROOT, a.out)
     os.makedirs(out, exist_ok=True)
@@ -127,7 +127,7 @@ def main():
             line = "MISSED  no FAIL/WARN on %s (other: %s)" % (" ".join(r["expected"]),
                                                                " ".join(r["other"]) or "none")
         print("%-22s %5.1fs  %s" % (r["defect"], r["seconds"], line))
-    print("run-mutations: %d of %d defects caught in %.0fs; details in %s/mutations.json"
+    print("run_mutations: %d of %d defects caught in %.0fs; details in %s/mutations.json"
           % (caught, len(results), time.monotonic() - started, out))
     with open(os.path.join(out, "mutations.json"), "w") as f:
         json.dump({"caught": caught, "total": len(results), "results": results}, f, indent=1)
