@@ -3,8 +3,12 @@
 #   make              build bin/etrnd bin/etrnsim bin/etrncheck bin/etrn
 #   make test         unit tests (cmocka), the same under ASan+UBSan, then the pytest harness
 #   make run          the full conformance catalogue against etrnd inside etrnsim, with its report
-#   make bench        benchmarks (bench/), printed as a table
+#   make bench        benchmarks (bench/) against Postfix, quick; make bench-full: the long run
 #   make fuzz         libFuzzer targets, each for a bounded time
+#   make check-faults crash injection and faults, long version (500 rounds)
+#   make test-slow    the long harness tests (Postfix catalogue, mutation check, ...)
+#   make run-postfix  the catalogue against Debian's Postfix (root, network namespace)
+#   make run-mutations the catalogue against etrnd with each of its 12 test-only defects
 #   make install      PREFIX=/usr/local DESTDIR= : binaries, man pages, example config
 #
 # Every folder's *.c is picked up by wildcard: adding a module means adding a file.

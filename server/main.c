@@ -421,6 +421,15 @@ int main(int argc, char **argv)
         etrnd_config_free(d.cfg);
         return 1;
     }
+    if (!foreground && d.cfg->log_file == NULL) {
+        /* A daemon has no terminal: without log_file its log is discarded (start-up
+         * errors still reach the caller through the report pipe). */
+        int nul = open("/dev/null", O_WRONLY);
+        if (nul >= 0) {
+            dup2(nul, 2);
+            close(nul);
+        }
+    }
     if (log_open("etrnd", (enum log_level)d.cfg->log_level, d.cfg->log_file) < 0) {
         char msg[ETRN_ERR_MAX];
         str_format(msg, sizeof msg, "cannot open log file %s: %s", d.cfg->log_file, strerror(errno));
