@@ -100,6 +100,7 @@ struct session {
     int etrn_delaying;
     struct evbuffer *etrn_delayed_reply;
     unsigned errors;
+    unsigned long long line_started_ms;  /* first octet of the unfinished line; 0 if none */
 
     int helo;                       /* 0 none, 1 HELO, 2 EHLO */
     char helo_name[DOMAIN_MAX + 1];
@@ -1047,6 +1048,7 @@ static int session_process(struct session *ss)
         enum smtp_line_status st = smtp_line_read(&ss->reader, in, &ss->line);
         if (st == SMTP_LINE_INCOMPLETE)
             break;
+        ss->line_started_ms = 0;
         if (ss->in_data)
             session_data_line(ss, &ss->line, st);
         else
@@ -1055,6 +1057,24 @@ static int session_process(struct session *ss)
             log_warn("session %llu %s: too many errors", ss->id, ss->peer_text);
             session_reset_transaction(ss);
             session_reply_and_close(ss, 421, "4.7.0", "Too many errors, closing connection");
+        }
+    }
+    /* smtpd_timeout bounds each line, not just the silence between octets: a client that
+     * trickles an endless line would otherwise hold its session for ever. */
+    if (ss->closing == SESSION_OPEN && !ss->etrn_delaying && !ss->paused_output &&
+        !ss->starttls_pending) {
+        if (evbuffer_get_length(in) == 0 && !ss->reader.discarding) {
+            ss->line_started_ms = 0;
+        } else {
+            unsigned long long now = smtpd_now_ms();
+            if (ss->line_started_ms == 0)
+                ss->line_started_ms = now;
+            else if (ss->s->cfg->timeout_idle_ms &&
+                     now - ss->line_started_ms > ss->s->cfg->timeout_idle_ms) {
+                log_info("session %llu %s: a line took longer than smtpd_timeout", ss->id, ss->peer_text);
+                session_reset_transaction(ss);
+                session_reply_and_close(ss, 421, "4.4.2", "Timeout, closing connection");
+            }
         }
     }
     if (ss->starttls_pending && ss->closing == SESSION_OPEN)
