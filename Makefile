@@ -189,9 +189,8 @@ bench-full: deps programs benches
 fuzz: deps
 	scripts/run-fuzz
 
-check-faults: deps programs
-	ETRNKIT_ROOT=$(CURDIR) ETRNKIT_BIN=$(CURDIR)/$(BINDIR) ETRNKIT_FAULT_ROUNDS=500 \
-	    $(PYTHON) -m pytest -q harness -m faults
+check-faults: deps programs $(O)/bench/stress_sessions
+	ETRNKIT_ROOT=$(CURDIR) ETRNKIT_BIN=$(CURDIR)/$(BINDIR) ETRNKIT_FAULT_ROUNDS=500 scripts/check-faults
 
 # --- install ----------------------------------------------------------------
 install: programs

@@ -112,7 +112,50 @@ struct flush {
     struct event *kick_ev;
     struct event *retry_ev;
     struct event *startup_ev;
+    struct event *sync_ev;    /* group commit of removals (spool_sync_removals) */
+    struct flush_pending *pending;   /* ETRNs answered, not yet turned into jobs */
+    struct event *pending_ev;
 };
+
+/* An ETRN is answered from spool_count (constant time per domain); collecting the
+ * node's entries into a job, which costs time per entry, happens right after the reply
+ * has been queued, in the next turn of the event loop. */
+struct flush_pending {
+    struct flush_pending *next;
+    char domain[256];
+    int subdomains;
+    size_t count;
+    struct sockaddr_storage requester;
+    socklen_t requester_len;
+};
+
+static void flush_on_pending(evutil_socket_t fd, short what, void *arg);
+
+/* ------------------------------------------------------- removal commit */
+
+#define FLUSH_SYNC_DELAY_MS 5   /* removals are made durable in groups, this often */
+
+static void flush_on_sync(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct flush *fl = arg;
+    struct etrn_err err;
+    if (spool_sync_removals(fl->sp, &err) < 0)
+        log_error("spool: removals may not survive a crash: %s", err.msg);
+}
+
+static void flush_schedule_sync(struct flush *fl)
+{
+    if (fl->sync_ev == NULL) {
+        flush_on_sync(-1, 0, fl);   /* no timer: commit at once */
+        return;
+    }
+    if (!evtimer_pending(fl->sync_ev, NULL)) {
+        struct timeval tv = { 0, FLUSH_SYNC_DELAY_MS * 1000 };
+        evtimer_add(fl->sync_ev, &tv);
+    }
+}
 
 /* ---------------------------------------------------------------- id set */
 
@@ -224,7 +267,7 @@ static void flush_log_rcpts(const struct spool_entry *e, char *const *rcpts, siz
 
 static void flush_check_drained(struct flush *fl)
 {
-    if (fl->draining && fl->drain_cb && !fl->jobs && !fl->closing)
+    if (fl->draining && fl->drain_cb && !fl->jobs && !fl->closing && !fl->pending)
         event_active(fl->drain_ev, EV_TIMEOUT, 0);
 }
 
@@ -279,6 +322,7 @@ static int flush_entry_fail(struct flush *fl, const struct spool_entry *e, char 
         log_error("%s: %s", e->id, err.msg);
         return -1;
     }
+    flush_schedule_sync(fl);
     return 0;
 }
 
@@ -858,6 +902,7 @@ static int flush_item_settle(struct flush_worker *w, const struct smtp_message_r
     if (ntemp == 0) {
         if (spool_remove(fl->sp, it->e->id, &err) < 0)
             log_error("%s: %s", it->e->id, err.msg);
+        flush_schedule_sync(fl);
         flush_item_clear(w);
     } else {
         if (ndone && spool_rcpts_done(fl->sp, it->e->id, done, ndone, &err) < 0)
@@ -1039,7 +1084,10 @@ int flush_init(struct flush **out, struct event_base *base, struct spool *sp,
     fl->drain_ev = evtimer_new(base, flush_on_drained, fl);
     fl->retry_ev = evtimer_new(base, flush_on_retry, fl);
     fl->startup_ev = evtimer_new(base, flush_on_startup, fl);
-    if (!fl->kick_ev || !fl->drain_ev || !fl->retry_ev || !fl->startup_ev) {
+    fl->sync_ev = evtimer_new(base, flush_on_sync, fl);
+    fl->pending_ev = evtimer_new(base, flush_on_pending, fl);
+    if (!fl->kick_ev || !fl->drain_ev || !fl->retry_ev || !fl->startup_ev || !fl->sync_ev ||
+        !fl->pending_ev) {
         flush_free(fl);
         return err_set(err, "flush: cannot create events");
     }
@@ -1072,27 +1120,64 @@ int flush_request_from(struct flush *fl, const char *domain, int subdomains,
     }
     if (fl->draining)
         return err_set(err, "flush: shutting down");
-    size_t total = 0;
-    if (!subdomains) {
-        total = flush_domain(fl, dom, requester, 1);
-    } else {
-        char **domains = NULL;
-        size_t *counts = NULL, n = 0;
-        if (spool_domains(fl->sp, &domains, &counts, &n, err) < 0)
-            return -1;
-        for (size_t i = 0; i < n; i++)
-            if (domain_is_within(domains[i], dom))
-                total += flush_domain(fl, domains[i], requester, 1);
-        for (size_t i = 0; i < n; i++)
-            free(domains[i]);
-        free(domains);
-        free(counts);
+    size_t total = spool_count(fl->sp, dom, subdomains);
+    if (total > 0) {
+        struct flush_pending *p = calloc(1, sizeof *p);
+        if (p == NULL)
+            return err_set(err, "flush: out of memory");
+        str_copy(p->domain, sizeof p->domain, dom);
+        p->subdomains = subdomains;
+        p->count = total;
+        if (requester) {
+            socklen_t len = requester->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                             : sizeof(struct sockaddr_in);
+            memcpy(&p->requester, requester, len);
+            p->requester_len = len;
+        }
+        struct flush_pending **tail = &fl->pending;   /* first asked, first collected */
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = p;
+        event_active(fl->pending_ev, EV_TIMEOUT, 0);
     }
     log_info("flush %s%s: %zu queued entr%s scheduled", subdomains ? "@" : "", dom, total,
              total == 1 ? "y" : "ies");
     if (queued)
         *queued = total;
     return 0;
+}
+
+/* Turns answered ETRNs into jobs (see struct flush_pending). */
+static void flush_on_pending(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct flush *fl = arg;
+    while (fl->pending) {
+        struct flush_pending *p = fl->pending;
+        fl->pending = p->next;
+        const struct sockaddr *req = p->requester_len ? (const struct sockaddr *)&p->requester : NULL;
+        if (fl->draining) {
+            /* shutting down: the entries stay queued for the next start */
+        } else if (!p->subdomains) {
+            flush_domain(fl, p->domain, req, 1);
+        } else {
+            char **domains = NULL;
+            size_t *counts = NULL, n = 0;
+            struct etrn_err err;
+            if (spool_domains(fl->sp, &domains, &counts, &n, &err) < 0)
+                log_error("flush @%s: %s", p->domain, err.msg);
+            for (size_t i = 0; i < n; i++)
+                if (domain_is_within(domains[i], p->domain))
+                    flush_domain(fl, domains[i], req, 1);
+            for (size_t i = 0; i < n; i++)
+                free(domains[i]);
+            free(domains);
+            free(counts);
+        }
+        free(p);
+    }
+    flush_check_drained(fl);
 }
 
 int flush_request(struct flush *fl, const char *domain, int subdomains, size_t *queued,
@@ -1121,12 +1206,19 @@ int flush_busy(struct flush *fl, const char *domain)
     char dom[256];
     if (domain_normalize(domain, dom, sizeof dom) < 0)
         return 0;
-    return flush_job_find(fl, dom) != NULL;
+    if (flush_job_find(fl, dom) != NULL)
+        return 1;
+    for (const struct flush_pending *p = fl->pending; p; p = p->next)
+        if (p->subdomains ? domain_is_within(dom, p->domain) : strcmp(dom, p->domain) == 0)
+            return 1;
+    return 0;
 }
 
 size_t flush_active(struct flush *fl)
 {
     size_t n = 0;
+    for (const struct flush_pending *p = fl->pending; p; p = p->next)
+        n += p->count;
     for (struct flush_job *j = fl->jobs; j; j = j->next) {
         n += flush_job_queued(j);
         for (struct flush_worker *w = j->workers; w; w = w->next)
@@ -1177,5 +1269,16 @@ void flush_free(struct flush *fl)
         event_free(fl->retry_ev);
     if (fl->startup_ev)
         event_free(fl->startup_ev);
+    while (fl->pending) {
+        struct flush_pending *p = fl->pending;
+        fl->pending = p->next;
+        free(p);
+    }
+    if (fl->pending_ev)
+        event_free(fl->pending_ev);
+    if (fl->sync_ev) {
+        flush_on_sync(-1, 0, fl);
+        event_free(fl->sync_ev);
+    }
     free(fl);
 }

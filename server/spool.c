@@ -73,6 +73,8 @@ struct spool {
     uint64_t last_qid;
     struct spool_index ix;
     struct spool_recovery rec;
+    unsigned char removal_dirty[256];   /* env/ buckets with removals not yet fsynced */
+    size_t nremoval_dirty;
 };
 
 struct spool_writer {
@@ -733,6 +735,9 @@ void spool_close(struct spool *sp)
 {
     if (!sp)
         return;
+    struct etrn_err why;
+    if (sp->nremoval_dirty && spool_sync_removals(sp, &why) < 0)
+        log_error("spool: closing: %s", why.msg);
     spool_index_free(&sp->ix);
     if (sp->lock_fd >= 0)
         close(sp->lock_fd);   /* releases the flock; the file stays (unlinking would race) */
@@ -1284,16 +1289,20 @@ int spool_remove(struct spool *sp, const char *id, struct etrn_err *err)
     if (!ie)
         return -1;
     uint64_t qid = ie->qid;
-    char path[SPOOL_PATH_MAX], dir[SPOOL_PATH_MAX];
+    char path[SPOOL_PATH_MAX];
     spool_path_env(sp, qid, ie->n, path);
     if (unlink(path) < 0 && errno != ENOENT)
         return err_set_errno(err, "%s: cannot remove %s", id, path);
     /* The entry is gone from the disk now, whatever happens next. */
     struct spool_index_body *body = spool_index_entry_unlink(&sp->ix, ie);
-    spool_path_bucket(sp, "env", qid, dir);
-    struct etrn_err why;
-    if (spool_fsync_dir(sp, dir, &why) < 0)
-        log_error("%s: removed, but the removal may not survive a crash: %s", id, why.msg);
+    /* The directory fsync that makes the removal durable is group-committed by
+     * spool_sync_removals: a removal lost in a crash only repeats a delivery the
+     * destination already acknowledged, it never loses a message. */
+    unsigned b = spool_bucket(qid);
+    if (sp->durable && !sp->removal_dirty[b]) {
+        sp->removal_dirty[b] = 1;
+        sp->nremoval_dirty++;
+    }
     if (body->refs == 0) {
         spool_path_body(sp, qid, path);
         /* A body left behind by a failure here is an orphan: removed at the next open. */
@@ -1302,6 +1311,27 @@ int spool_remove(struct spool *sp, const char *id, struct etrn_err *err)
         spool_index_body_drop(&sp->ix, body);
     }
     return 0;
+}
+
+size_t spool_removals_pending(const struct spool *sp)
+{
+    return sp->nremoval_dirty;
+}
+
+int spool_sync_removals(struct spool *sp, struct etrn_err *err)
+{
+    int rc = 0;
+    for (unsigned b = 0; b < 256 && sp->nremoval_dirty > 0; b++) {
+        if (!sp->removal_dirty[b])
+            continue;
+        char dir[SPOOL_PATH_MAX];
+        if (str_format(dir, sizeof dir, "%s/env/%02x", sp->dir, b) < 0 ||
+            spool_fsync_dir(sp, dir, err) < 0)
+            rc = -1;   /* keep going: every other bucket still gets its fsync */
+        sp->removal_dirty[b] = 0;
+        sp->nremoval_dirty--;
+    }
+    return rc;
 }
 
 static int spool_entry_rewrite(struct spool *sp, const struct spool_entry *e, struct etrn_err *err)

@@ -115,4 +115,12 @@ int spool_open_readonly(struct spool **out, const char *dir, struct etrn_err *er
  * ETRND_SPOOL_NO_FSYNC=1 was set at spool_open — for building benchmark spools only). */
 int spool_is_durable(const struct spool *sp);
 
+/* Removals are group-committed: spool_remove unlinks at once but leaves the directory
+ * fsync to spool_sync_removals, which the queue runner calls within a few milliseconds
+ * (and spool_close calls too). A crash in between can only repeat a delivery the
+ * destination already acknowledged (one more duplicate of the RFC 1047 kind), never
+ * lose a message. Returns -1 if an fsync failed (every bucket is still tried). */
+int spool_sync_removals(struct spool *sp, struct etrn_err *err);
+size_t spool_removals_pending(const struct spool *sp);
+
 #endif

@@ -350,6 +350,31 @@ static void test_spool_remove_deletes_body_only_with_last_entry(void **state)
     spool_close(sp);
 }
 
+/* Removals are group-committed: each marks its bucket until spool_sync_removals fsyncs
+ * it, and the removal itself is visible (index and disk) at once. */
+static void test_spool_removals_wait_for_group_commit(void **state)
+{
+    struct fixture *f = *state;
+    struct spool *sp = open_spool(f->dir);
+    char qid[SPOOL_ID_MAX], id[SPOOL_ID_MAX];
+    struct etrn_err err;
+    for (int i = 0; i < 3; i++) {
+        commit1(sp, "u@node.test", qid);
+        str_format(id, sizeof id, "%s.0", qid);
+        assert_int_equal(spool_remove(sp, id, &err), 0);
+        assert_true(spool_removals_pending(sp) >= 1);
+    }
+    assert_int_equal(spool_count(sp, "node.test", 0), 0);
+    assert_int_equal(count_area(f->dir, "env"), 0);
+    assert_int_equal(spool_sync_removals(sp, &err), 0);
+    assert_int_equal(spool_removals_pending(sp), 0);
+    assert_int_equal(spool_sync_removals(sp, &err), 0);   /* nothing left: a no-op */
+    spool_close(sp);
+    sp = open_spool(f->dir);
+    assert_int_equal(spool_total(sp), 0);
+    spool_close(sp);
+}
+
 static void test_spool_rcpts_done_and_note_attempt_survive_reopen(void **state)
 {
     struct fixture *f = *state;
@@ -825,6 +850,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_spool_multi_domain_message_shares_one_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spool_counts_and_collects_exact_domain_and_subdomains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spool_remove_deletes_body_only_with_last_entry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spool_removals_wait_for_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spool_rcpts_done_and_note_attempt_survive_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spool_recovers_after_torn_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spool_completes_interrupted_multi_domain_commit, setup, teardown),
