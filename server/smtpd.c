@@ -335,6 +335,25 @@ static void cmd_ehlo(struct session *ss, const char *arg, int extended)
         ss->closing = SESSION_DEAD;
 }
 
+/* The "FROM:<path> params" or "TO:<path>" argument of MAIL or RCPT (syntax is "MAIL
+ * FROM:" or "RCPT TO:"). Fills path (SPOOL_ADDR_MAX + 1 octets) and returns the
+ * parameters, or NULL after answering 501. */
+static const char *session_path_arg(struct session *ss, const char *arg, const char *syntax,
+                                    const char *enh, const char *what, char *path)
+{
+    const char *keyword = strchr(syntax, ' ') + 1;   /* "FROM:" or "TO:" */
+    size_t klen = strlen(keyword);
+    if (str_ncasecmp(arg, keyword, klen) != 0) {
+        session_reply(ss, 501, "5.5.4", "Syntax: %s<address>", syntax);
+        return NULL;
+    }
+    const char *why = NULL;
+    const char *params = smtpd_parse_path(arg + klen, path, SPOOL_ADDR_MAX + 1, &why);
+    if (params == NULL)
+        session_reply(ss, 501, enh, "Bad %s address syntax: %s", what, why);
+    return params;
+}
+
 static void cmd_mail(struct session *ss, const char *arg)
 {
     const struct etrnd_config *cfg = ss->s->cfg;
@@ -346,17 +365,11 @@ static void cmd_mail(struct session *ss, const char *arg)
         session_reply(ss, 503, "5.5.1", "Nested MAIL command");
         return;
     }
-    if (str_ncasecmp(arg, "FROM:", 5) != 0) {
-        session_reply(ss, 501, "5.5.4", "Syntax: MAIL FROM:<address>");
-        return;
-    }
     const char *why = NULL;
     char path[SPOOL_ADDR_MAX + 1];
-    const char *params = smtpd_parse_path(arg + 5, path, sizeof path, &why);
-    if (params == NULL) {
-        session_reply(ss, 501, "5.1.7", "Bad sender address syntax: %s", why);
+    const char *params = session_path_arg(ss, arg, "MAIL FROM:", "5.1.7", "sender", path);
+    if (params == NULL)
         return;
-    }
     if (path[0] != '\0' && smtpd_address_domain(path, &why) == NULL) {
         session_reply(ss, 501, "5.1.7", "Bad sender address: %s", why);
         return;
@@ -419,17 +432,11 @@ static void cmd_rcpt(struct session *ss, const char *arg)
         session_reply(ss, 503, "5.5.1", "Need MAIL before RCPT");
         return;
     }
-    if (str_ncasecmp(arg, "TO:", 3) != 0) {
-        session_reply(ss, 501, "5.5.4", "Syntax: RCPT TO:<address>");
-        return;
-    }
     const char *why = NULL;
     char path[SPOOL_ADDR_MAX + 1];
-    const char *params = smtpd_parse_path(arg + 3, path, sizeof path, &why);
-    if (params == NULL) {
-        session_reply(ss, 501, "5.1.3", "Bad recipient address syntax: %s", why);
+    const char *params = session_path_arg(ss, arg, "RCPT TO:", "5.1.3", "recipient", path);
+    if (params == NULL)
         return;
-    }
     if (*params != '\0') {
         session_reply(ss, 555, "5.5.4", "Unsupported RCPT parameter");
         return;
