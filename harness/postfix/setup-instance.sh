@@ -93,29 +93,8 @@ printf '%s\n' "$@" | while read -r d; do
 done > "$cf/transport"
 
 # Only the services this instance needs; chroot "n" everywhere.
-cat > "$cf/master.cf" <<EOF
-# service      type  private unpriv chroot wakeup maxproc command
-127.0.0.1:$port inet n       -      n      -      -       smtpd
-pickup         unix  n       -      n      60     1       pickup
-cleanup        unix  n       -      n      -      0       cleanup
-qmgr           unix  n       -      n      300    1       qmgr
-rewrite        unix  -       -      n      -      -       trivial-rewrite
-bounce         unix  -       -      n      -      0       bounce
-defer          unix  -       -      n      -      0       bounce
-trace          unix  -       -      n      -      0       bounce
-verify         unix  -       -      n      -      1       verify
-flush          unix  n       -      n      1000?  0       flush
-proxymap       unix  -       -      n      -      -       proxymap
-showq          unix  n       -      n      -      -       showq
-error          unix  -       -      n      -      -       error
-retry          unix  -       -      n      -      -       error
-discard        unix  -       -      n      -      -       discard
-smtp           unix  -       -      n      -      -       smtp
-etrn-only      unix  -       -      n      -      -       smtp
-anvil          unix  -       -      n      -      1       anvil
-scache         unix  -       -      n      -      1       scache
-postlog        unix-dgram n  -      n      -      1       postlogd
-EOF
+sed "s|@LISTEN@|127.0.0.1:$port|" "$(cd "$(dirname "$0")/../.." && pwd)/fixtures/targets/postfix-master.cf" > "$cf/master.cf" ||
+    { echo "$0: cannot write $cf/master.cf" >&2; exit 1; }
 
 # Creates the queue folders with the owners and modes Postfix wants.
 postfix -c "$cf" check
