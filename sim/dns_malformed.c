@@ -54,7 +54,8 @@ size_t dns_malformed_cut_off(const uint8_t *wire, size_t len)
     size_t rdata = end + 10;
     if (rdlength < 2)
         return end + 5;   /* inside the fixed part (TTL) */
-    return rdata + rdlength / 2;
+    /* An RDLENGTH that runs past the packet (inconsistent input) must not cut past it. */
+    return rdata + rdlength / 2 < len ? rdata + rdlength / 2 : len;
 }
 
 static void put16(uint8_t *p, unsigned v)
