@@ -1318,9 +1318,21 @@ size_t spool_removals_pending(const struct spool *sp)
     return sp->nremoval_dirty;
 }
 
+#define SPOOL_SYNCFS_FROM 4   /* dirty buckets from which one syncfs beats their fsyncs */
+
 int spool_sync_removals(struct spool *sp, struct etrn_err *err)
 {
     int rc = 0;
+    if (sp->nremoval_dirty >= SPOOL_SYNCFS_FROM && sp->lock_fd >= 0 && sp->durable) {
+        /* One journal commit for the whole window: the spool's filesystem is synced once
+         * instead of each touched directory (they share the commit anyway). */
+        if (syncfs(sp->lock_fd) == 0) {
+            memset(sp->removal_dirty, 0, sizeof sp->removal_dirty);
+            sp->nremoval_dirty = 0;
+            return 0;
+        }
+        /* fall back to per-directory fsyncs */
+    }
     for (unsigned b = 0; b < 256 && sp->nremoval_dirty > 0; b++) {
         if (!sp->removal_dirty[b])
             continue;

@@ -116,7 +116,8 @@ int spool_open_readonly(struct spool **out, const char *dir, struct etrn_err *er
 int spool_is_durable(const struct spool *sp);
 
 /* Removals are group-committed: spool_remove unlinks at once but leaves the directory
- * fsync to spool_sync_removals, which the queue runner calls within a few milliseconds
+ * fsync to spool_sync_removals (one fsync per touched directory, or a single syncfs of the
+ * spool's filesystem when four or more were touched), which the queue runner calls within a few milliseconds
  * (and spool_close calls too). A crash in between can only repeat a delivery the
  * destination already acknowledged (one more duplicate of the RFC 1047 kind), never
  * lose a message. Returns -1 if an fsync failed (every bucket is still tried). */
