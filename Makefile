@@ -1,11 +1,11 @@
 # etrnkit — build, test, run and benchmark.
 #
 #   make              build bin/etrnd bin/etrnsim bin/etrncheck bin/etrn
-#   make test         unit tests (cmocka), the same under ASan+UBSan, then the pytest harness
+#   make test         unit tests and the pytest harness, plain and under ASan+UBSan, and the catalogue under ASan+UBSan
 #   make run          the full conformance catalogue against etrnd inside etrnsim, with its report
 #   make bench        benchmarks (bench/) against Postfix, quick; make bench-full: the long run
 #   make fuzz         libFuzzer targets, each for a bounded time
-#   make check-asan   the pytest harness against the ASan+UBSan build
+#   make check-asan   only the ASan+UBSan parts of make test
 #   make check-faults crash injection and faults, long version (500 rounds)
 #   make test-slow    the long harness tests (Postfix catalogue, mutation check, ...)
 #   make run-postfix  the catalogue against Debian's Postfix (root, network namespace)
@@ -68,7 +68,7 @@ TESTS     := $(patsubst tests/%.c,$(O)/tests/%,$(TEST_SRC))
 BENCH_SRC := $(wildcard bench/*.c)
 BENCHES   := $(patsubst bench/%.c,$(O)/bench/%,$(BENCH_SRC))
 
-.PHONY: all deps programs tests benches test test-slow asan-catalogue check-asan run-postfix run-mutations unit-test asan-test harness-test run bench bench-full \
+.PHONY: all deps programs tests benches test test-slow asan-catalogue asan-harness check-asan run-postfix run-mutations unit-test asan-test harness-test run bench bench-full \
         fuzz check-faults install clean
 
 all: deps programs tests
@@ -150,6 +150,7 @@ test: deps
 	$(MAKE) --no-print-directory asan-test
 	$(MAKE) --no-print-directory asan-catalogue
 	$(MAKE) --no-print-directory harness-test
+	$(MAKE) --no-print-directory asan-harness
 
 # The whole catalogue with every program built with ASan+UBSan (etrnd and etrncheck alike):
 # a sanitizer report aborts the program, which turns into an ERROR/FAIL and a non-zero exit.
@@ -157,8 +158,10 @@ asan-catalogue:
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    ETRNKIT_BIN=build/asan/bin ETRNCHECK_REPORT=build/asan/report scripts/run-catalogue --plain
 
-# The pytest harness against the ASan+UBSan build (longer; not part of `make test`).
-check-asan: asan-test asan-catalogue
+# The pytest harness against the ASan+UBSan build: etrnd, etrnsim, etrncheck and etrn all
+# built with the sanitizers; the harness fails a test on any sanitizer report.
+check-asan: asan-test asan-catalogue asan-harness
+asan-harness:
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    ETRNKIT_ROOT=$(CURDIR) ETRNKIT_BIN=$(CURDIR)/build/asan/bin $(PYTHON) -m pytest -q harness
 
