@@ -329,38 +329,76 @@ static int cfg_etrn_rules(struct config *cfg, struct etrnd_config *c, struct etr
 
 /* --- route.DOMAIN and queue.NAME ------------------------------------------ */
 
+struct cfg_route_src {                 /* a route with the entry it came from, for errors */
+    struct etrnd_route r;
+    const struct config_entry *e;
+};
+
+static int cfg_route_src_cmp(const void *a, const void *b)
+{
+    const struct cfg_route_src *x = a, *y = b;
+    int c = strcmp(x->r.domain, y->r.domain);
+    if (c != 0)
+        return c;
+    return x->e->line < y->e->line ? -1 : x->e->line > y->e->line;
+}
+
+/* Routes end up sorted by domain so that etrnd_config_route is a binary search: a
+ * provider may configure one for each of thousands of sites. */
 static int cfg_routes(struct config *cfg, struct etrnd_config *c, struct etrn_err *err)
 {
-    size_t pos = 0;
+    size_t pos = 0, n = 0, cap = 0;
+    struct cfg_route_src *v = NULL;
     const struct config_entry *e;
-    while ((e = config_next(cfg, "route.", &pos)) != NULL) {
+    int rc = 0;
+    while (rc == 0 && (e = config_next(cfg, "route.", &pos)) != NULL) {
         const char *dom = e->key + 6;
         struct etrn_err why;
-        if (domain_check(dom, strlen(dom), 0, &why) < 0)
-            return config_err(err, e, "%s", why.msg);
-        char norm[DOMAIN_MAX + 1];
-        if (domain_normalize(dom, norm, sizeof norm) < 0)
-            return config_err(err, e, "domain too long");
-        for (size_t i = 0; i < c->nroutes; i++)
-            if (strcmp(c->routes[i].domain, norm) == 0)
-                return config_err(err, e, "a route for %s is already set", norm);
         struct netaddr a;
-        if (netaddr_parse(e->value, c->smtp_port, &a, &why) < 0)
-            return config_err(err, e, "%s (a numeric host:port is needed)", why.msg);
-        if (netaddr_port((struct sockaddr *)&a.ss) <= 0)
-            return config_err(err, e, "'%s': port 0 is not a destination", e->value);
-        if (c->nroutes >= ETRND_CONFIG_LIST_MAX)
-            return config_err(err, e, "more than %d routes", ETRND_CONFIG_LIST_MAX);
-        struct etrnd_route *v = realloc(c->routes, (c->nroutes + 1) * sizeof *v);
-        if (v == NULL)
-            return config_err(err, e, "out of memory");
-        c->routes = v;
-        memset(&c->routes[c->nroutes], 0, sizeof c->routes[c->nroutes]);
-        memcpy(c->routes[c->nroutes].domain, norm, strlen(norm) + 1);
-        c->routes[c->nroutes].addr = a;
-        c->nroutes++;
+        char norm[DOMAIN_MAX + 1];
+        if (domain_check(dom, strlen(dom), 0, &why) < 0)
+            rc = config_err(err, e, "%s", why.msg);
+        else if (domain_normalize(dom, norm, sizeof norm) < 0)
+            rc = config_err(err, e, "domain too long");
+        else if (netaddr_parse(e->value, c->smtp_port, &a, &why) < 0)
+            rc = config_err(err, e, "%s (a numeric host:port is needed)", why.msg);
+        else if (netaddr_port((struct sockaddr *)&a.ss) <= 0)
+            rc = config_err(err, e, "'%s': port 0 is not a destination", e->value);
+        else if (n >= ETRND_CONFIG_LIST_MAX)
+            rc = config_err(err, e, "more than %d routes", ETRND_CONFIG_LIST_MAX);
+        if (rc < 0)
+            break;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            struct cfg_route_src *nv = realloc(v, ncap * sizeof *nv);
+            if (nv == NULL) {
+                rc = config_err(err, e, "out of memory");
+                break;
+            }
+            v = nv;
+            cap = ncap;
+        }
+        memset(&v[n], 0, sizeof v[n]);
+        memcpy(v[n].r.domain, norm, strlen(norm) + 1);
+        v[n].r.addr = a;
+        v[n].e = e;
+        n++;
     }
-    return 0;
+    if (rc == 0 && n > 0) {
+        qsort(v, n, sizeof *v, cfg_route_src_cmp);
+        for (size_t i = 1; i < n && rc == 0; i++)
+            if (strcmp(v[i].r.domain, v[i - 1].r.domain) == 0)
+                rc = config_err(err, v[i].e, "a route for %s is already set (line %d)",
+                                v[i].r.domain, v[i - 1].e->line);
+        if (rc == 0 && (c->routes = calloc(n, sizeof *c->routes)) == NULL)
+            rc = config_err(err, v[0].e, "out of memory");
+        for (size_t i = 0; rc == 0 && i < n; i++)
+            c->routes[i] = v[i].r;
+        if (rc == 0)
+            c->nroutes = n;
+    }
+    free(v);
+    return rc;
 }
 
 static int cfg_queues(struct config *cfg, struct etrnd_config *c, struct etrn_err *err)
@@ -638,12 +676,23 @@ int etrnd_config_holds_domain(const struct etrnd_config *c, const char *domain)
     return 0;
 }
 
+static int cfg_route_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct etrnd_route *)a)->domain, ((const struct etrnd_route *)b)->domain);
+}
+
+void etrnd_config_sort_routes(struct etrnd_route *routes, size_t n)
+{
+    if (n > 1)
+        qsort(routes, n, sizeof *routes, cfg_route_cmp);
+}
+
 const struct etrnd_route *etrnd_config_route(const struct etrnd_config *c, const char *domain)
 {
-    for (size_t i = 0; i < c->nroutes; i++)
-        if (domain_equal(c->routes[i].domain, domain))
-            return &c->routes[i];
-    return NULL;
+    struct etrnd_route key;
+    if (c->nroutes == 0 || domain_normalize(domain, key.domain, sizeof key.domain) < 0)
+        return NULL;
+    return bsearch(&key, c->routes, c->nroutes, sizeof *c->routes, cfg_route_cmp);
 }
 
 const struct etrnd_queue *etrnd_config_queue(const struct etrnd_config *c, const char *name)

@@ -69,7 +69,7 @@ struct etrnd_config {
     struct netaddr dns_server;           /* dns_server = addr:port; dns_server_set = 0 → system resolver */
     int dns_server_set;
     int smtp_port;                       /* smtp_port = 25 */
-    struct etrnd_route *routes;          /* route.DOMAIN = host:port */
+    struct etrnd_route *routes;          /* route.DOMAIN = host:port; sorted by domain (strcmp) */
     size_t nroutes;
     unsigned max_per_destination;        /* delivery_concurrency = 2 connections per destination domain */
     unsigned max_deliveries;             /* delivery_max_connections = 20 in total */
@@ -110,8 +110,11 @@ void etrnd_config_free(struct etrnd_config *c);
 
 /* 1 if domain (normalised) is an etrn_domain or a subdomain of one. */
 int etrnd_config_holds_domain(const struct etrnd_config *c, const char *domain);
-/* The fixed route for domain, or NULL (exact match on the domain, case-insensitive). */
+/* The fixed route for domain, or NULL (exact match on the domain, case-insensitive).
+ * A binary search: routes must be sorted by domain, as etrnd_config_load leaves them
+ * (a hand-built config calls etrnd_config_sort_routes). */
 const struct etrnd_route *etrnd_config_route(const struct etrnd_config *c, const char *domain);
+void etrnd_config_sort_routes(struct etrnd_route *routes, size_t n);
 /* The named queue, or NULL. */
 const struct etrnd_queue *etrnd_config_queue(const struct etrnd_config *c, const char *name);
 /* 1 if the test-only defect name is switched on. */

@@ -11,8 +11,10 @@
  * line. An entry walks the hosts in order: a connection failure marks that address dead
  * for the rest of the job; a 4xx moves only that entry to the next host. Entries leave the
  * spool only after the remote 250 to the final dot (or after their DSN is committed);
- * anything else leaves them in place with the attempt noted. Repeated requests for a
- * domain join its running job, whose id set makes each entry count once. */
+ * anything else leaves them in place with the attempt noted. A job walks its domain's
+ * entries with a spool cursor (oldest first, each at most once, mail committed meanwhile
+ * included), so starting one costs the same however much the domain holds; repeated
+ * requests for a domain join its running job. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -47,11 +49,6 @@ struct flush_dest {
     int no_tls;               /* TLS failed once: go on without it */
 };
 
-struct id_set {               /* open addressing, power-of-two size, load <= 1/2 */
-    char **slots;
-    size_t size, count;
-};
-
 struct flush_item {
     struct spool_entry *e;
     char **rcpts;             /* remaining recipients (point into e->rcpts) */
@@ -84,9 +81,8 @@ struct flush_job {
     struct mx_resolver *resolver;
     struct flush_dest dests[FLUSH_DESTS_MAX];
     size_t ndests;
-    char **queue;
-    size_t qhead, qlen, qcap;
-    struct id_set seen;
+    struct spool_cursor *cursor;   /* the domain's entries not yet taken */
+    int stopped;                   /* shutting down: take nothing more */
     struct flush_worker *workers;
     size_t nworkers;
 };
@@ -155,64 +151,6 @@ static void flush_schedule_sync(struct flush *fl)
         struct timeval tv = { 0, FLUSH_SYNC_DELAY_MS * 1000 };
         evtimer_add(fl->sync_ev, &tv);
     }
-}
-
-/* ---------------------------------------------------------------- id set */
-
-static size_t id_hash(const char *s)
-{
-    size_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
-
-static int id_set_has(const struct id_set *set, const char *id)
-{
-    if (set->size == 0)
-        return 0;
-    for (size_t i = id_hash(id) & (set->size - 1);; i = (i + 1) & (set->size - 1)) {
-        if (!set->slots[i])
-            return 0;
-        if (strcmp(set->slots[i], id) == 0)
-            return 1;
-    }
-}
-
-static int id_set_put(struct id_set *set, char *id)
-{
-    if ((set->count + 1) * 2 > set->size) {
-        size_t nsize = set->size ? set->size * 2 : 64;
-        char **ns = calloc(nsize, sizeof(*ns));
-        if (!ns)
-            return -1;
-        for (size_t i = 0; i < set->size; i++) {
-            if (!set->slots[i])
-                continue;
-            size_t j = id_hash(set->slots[i]) & (nsize - 1);
-            while (ns[j])
-                j = (j + 1) & (nsize - 1);
-            ns[j] = set->slots[i];
-        }
-        free(set->slots);
-        set->slots = ns;
-        set->size = nsize;
-    }
-    size_t j = id_hash(id) & (set->size - 1);
-    while (set->slots[j])
-        j = (j + 1) & (set->size - 1);
-    set->slots[j] = id;
-    set->count++;
-    return 0;
-}
-
-static void id_set_free(struct id_set *set)
-{
-    for (size_t i = 0; i < set->size; i++)
-        free(set->slots[i]);
-    free(set->slots);
-    set->slots = NULL;
-    set->size = set->count = 0;
 }
 
 /* ---------------------------------------------------------------- small helpers */
@@ -364,44 +302,13 @@ static struct flush_job *flush_job_find(struct flush *fl, const char *domain)
 
 static size_t flush_job_queued(const struct flush_job *j)
 {
-    return j->qlen - j->qhead;
+    return j->stopped ? 0 : spool_cursor_remaining(j->cursor);
 }
 
-/* Adds ids not yet seen by the job; returns how many were new. Takes ownership of none. */
-static size_t flush_job_add(struct flush_job *j, char **ids, size_t n)
+/* The next entry id the job has not taken yet; 0 when there is none for now. */
+static int flush_job_next(struct flush_job *j, char id[SPOOL_ID_MAX])
 {
-    size_t added = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (id_set_has(&j->seen, ids[i]))
-            continue;
-        if (j->qlen == j->qcap) {
-            if (j->qhead > 0) {
-                memmove(j->queue, j->queue + j->qhead, (j->qlen - j->qhead) * sizeof(*j->queue));
-                j->qlen -= j->qhead;
-                j->qhead = 0;
-            }
-            if (j->qlen == j->qcap) {
-                size_t ncap = j->qcap ? j->qcap * 2 : 16;
-                char **nq = realloc(j->queue, ncap * sizeof(*nq));
-                if (!nq)
-                    break;
-                j->queue = nq;
-                j->qcap = ncap;
-            }
-        }
-        char *copy = strdup(ids[i]);
-        if (!copy)
-            break;
-        if (id_set_put(&j->seen, copy) < 0) {
-            free(copy);
-            break;
-        }
-        j->queue[j->qlen++] = copy;      /* shared with the set, which owns it */
-        added++;
-    }
-    if (added && j->state == JOB_DELIVERING)
-        flush_kick(j->fl);
-    return added;
+    return !j->stopped && spool_cursor_next(j->cursor, id);
 }
 
 static void flush_worker_destroy(struct flush_worker *w);
@@ -416,8 +323,7 @@ static void flush_job_free(struct flush_job *j)
     mx_resolver_free(j->resolver);
     if (j->start_ev)
         event_free(j->start_ev);
-    free(j->queue);
-    id_set_free(&j->seen);
+    spool_cursor_close(j->cursor);
     free(j);
 }
 
@@ -454,8 +360,8 @@ static void flush_job_settle_all(struct flush_job *j, int permanent, const char 
                                  const char *why)
 {
     struct flush *fl = j->fl;
-    while (j->qhead < j->qlen) {
-        const char *id = j->queue[j->qhead++];
+    char id[SPOOL_ID_MAX];
+    while (flush_job_next(j, id)) {
         struct spool_entry *e = flush_load(fl, id);
         if (!e)
             continue;
@@ -562,6 +468,12 @@ static struct flush_job *flush_job_new(struct flush *fl, const char *domain,
     struct flush_job *j = calloc(1, sizeof(*j));
     if (!j)
         return NULL;
+    struct etrn_err err;
+    if (spool_cursor_open(fl->sp, domain, &j->cursor, &err) < 0) {
+        log_error("flush %s: %s", domain, err.msg);
+        free(j);
+        return NULL;
+    }
     j->fl = fl;
     str_copy(j->domain, sizeof j->domain, domain);
     if (requester) {
@@ -572,6 +484,7 @@ static struct flush_job *flush_job_new(struct flush *fl, const char *domain,
     }
     j->start_ev = evtimer_new(fl->base, flush_job_start, j);
     if (!j->start_ev) {
+        spool_cursor_close(j->cursor);
         free(j);
         return NULL;
     }
@@ -582,27 +495,22 @@ static struct flush_job *flush_job_new(struct flush *fl, const char *domain,
     return j;
 }
 
-/* Queues every entry for exactly domain; returns how many entries the domain has. */
+/* Starts a job for exactly domain when it has entries and create is set, or wakes the
+ * running one (which finds entries committed since it started by itself). Constant time:
+ * no entry is looked at here. Returns how many entries the domain has. */
 static size_t flush_domain(struct flush *fl, const char *domain, const struct sockaddr *requester,
                            int create)
 {
-    char **ids = NULL;
-    size_t n = 0;
-    struct etrn_err err;
-    if (spool_collect(fl->sp, domain, 0, &ids, &n, &err) < 0) {
-        log_error("flush %s: %s", domain, err.msg);
+    size_t n = spool_count(fl->sp, domain, 0);
+    if (n == 0)
         return 0;
+    struct flush_job *j = flush_job_find(fl, domain);
+    if (j) {
+        if (j->state == JOB_DELIVERING && flush_job_queued(j) > 0)
+            flush_kick(fl);
+    } else if (create && !flush_job_new(fl, domain, requester)) {
+        log_error("flush %s: cannot start a queue run (out of memory)", domain);
     }
-    if (n > 0) {
-        struct flush_job *j = flush_job_find(fl, domain);
-        if (!j && create)
-            j = flush_job_new(fl, domain, requester);
-        if (j) {
-            size_t added = flush_job_add(j, ids, n);
-            log_debug("flush %s: %zu entries, %zu new to the job", domain, n, added);
-        }
-    }
-    spool_ids_free(ids, n);
     return n;
 }
 
@@ -685,8 +593,8 @@ static int flush_worker_take(struct flush_worker *w)
 {
     struct flush_job *j = w->job;
     struct flush *fl = j->fl;
-    while (!fl->draining && j->qhead < j->qlen) {
-        const char *id = j->queue[j->qhead++];
+    char id[SPOOL_ID_MAX];
+    while (!fl->draining && flush_job_next(j, id)) {
         struct spool_entry *e = flush_load(fl, id);
         if (!e)
             continue;
@@ -1238,7 +1146,7 @@ void flush_drain(struct flush *fl, void (*cb)(void *arg), void *arg)
     struct flush_job *j = fl->jobs;
     while (j) {
         struct flush_job *next = j->next;
-        j->qhead = j->qlen;
+        j->stopped = 1;
         if (j->state != JOB_DELIVERING || j->nworkers == 0)
             flush_job_end(j);
         j = next;

@@ -155,9 +155,10 @@ int policy_node_held(const struct etrnd_config *cfg, const char *node, unsigned 
     for (size_t i = 0; i < cfg->netrn_domains; i++)
         if (policy_within(node, cfg->etrn_domains[i], flags))
             return 1;
+    if (!(flags & POLICY_CASE_SENSITIVE))
+        return etrnd_config_route(cfg, node) != NULL;   /* a binary search */
     for (size_t i = 0; i < cfg->nroutes; i++)
-        if ((flags & POLICY_CASE_SENSITIVE) ? strcmp(node, cfg->routes[i].domain) == 0
-                                            : domain_equal(node, cfg->routes[i].domain))
+        if (strcmp(node, cfg->routes[i].domain) == 0)
             return 1;
     return 0;
 }

@@ -1179,6 +1179,55 @@ int spool_collect(struct spool *sp, const char *domain, int subdomains, char ***
     return 0;
 }
 
+struct spool_cursor {
+    struct spool *sp;
+    struct spool_index_cursor *ic;
+};
+
+int spool_cursor_open(struct spool *sp, const char *domain, struct spool_cursor **out,
+                      struct etrn_err *err)
+{
+    *out = NULL;
+    char dom[256];
+    if (!domain || domain_normalize(domain, dom, sizeof dom) < 0 || dom[0] == '\0')
+        return err_set(err, "'%.64s' is not a domain", domain ? domain : "(null)");
+    struct spool_cursor *c = malloc(sizeof(*c));
+    if (!c)
+        return err_set(err, "%s: out of memory walking %s", sp->dir, dom);
+    c->sp = sp;
+    c->ic = spool_index_cursor_open(&sp->ix, dom);
+    if (!c->ic) {
+        free(c);
+        return err_set(err, "%s: out of memory walking %s", sp->dir, dom);
+    }
+    *out = c;
+    return 0;
+}
+
+int spool_cursor_next(struct spool_cursor *c, char id[SPOOL_ID_MAX])
+{
+    struct spool_index_entry *e = spool_index_cursor_next(c->ic);
+    if (!e)
+        return 0;
+    char q[17];
+    spool_qid_format(e->qid, q);
+    str_format(id, SPOOL_ID_MAX, "%s.%" PRIu32, q, e->n);
+    return 1;
+}
+
+size_t spool_cursor_remaining(const struct spool_cursor *c)
+{
+    return c->ic->dom ? c->ic->ahead : 0;
+}
+
+void spool_cursor_close(struct spool_cursor *c)
+{
+    if (!c)
+        return;
+    spool_index_cursor_close(&c->sp->ix, c->ic);
+    free(c);
+}
+
 static int spool_domain_name_cmp(const void *a, const void *b)
 {
     return strcmp((*(struct spool_index_domain *const *)a)->name,
@@ -1199,7 +1248,17 @@ int spool_domains(struct spool *sp, char ***domains, size_t **counts, size_t *n,
     size_t *cnt = calloc(nd, sizeof(*cnt));
     if (!sorted || !names || !cnt)
         goto oom;
-    memcpy(sorted, sp->ix.domains, nd * sizeof(*sorted));
+    size_t k = 0;
+    for (size_t i = 0; i < nd; i++)      /* a domain a cursor keeps alive may be empty */
+        if (sp->ix.domains[i]->count > 0)
+            sorted[k++] = sp->ix.domains[i];
+    nd = k;
+    if (nd == 0) {
+        free(sorted);
+        free(names);
+        free(cnt);
+        return 0;
+    }
     qsort(sorted, nd, sizeof(*sorted), spool_domain_name_cmp);
     for (size_t i = 0; i < nd; i++) {
         if (!(names[i] = strdup(sorted[i]->name)))

@@ -124,4 +124,19 @@ int spool_is_durable(const struct spool *sp);
 int spool_sync_removals(struct spool *sp, struct etrn_err *err);
 size_t spool_removals_pending(const struct spool *sp);
 
+/* A walk over one domain's entries, oldest first, without copying them: what a queue run
+ * uses instead of spool_collect, so starting one costs the same whatever the domain holds.
+ * It hands out each entry at most once, including entries committed after it was opened;
+ * removals under it are fine. Close every cursor before spool_close.
+ *
+ *   spool_cursor_open(sp, "node.test", &c, &err);
+ *   while (spool_cursor_next(c, id)) ...;    // 0: nothing more for now
+ *   spool_cursor_remaining(c);              // entries it has still to hand out */
+struct spool_cursor;
+int spool_cursor_open(struct spool *sp, const char *domain, struct spool_cursor **out,
+                      struct etrn_err *err);
+int spool_cursor_next(struct spool_cursor *c, char id[SPOOL_ID_MAX]);
+size_t spool_cursor_remaining(const struct spool_cursor *c);
+void spool_cursor_close(struct spool_cursor *c);
+
 #endif

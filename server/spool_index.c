@@ -4,6 +4,7 @@
  *   dom = spool_index_domain_ref(&ix, "node.test");          // before the disk work
  *   spool_index_entry_link(&ix, e, body, dom);               // after it: cannot fail
  *   spool_index_count(&ix, "foo.test", 1);                   // walks domains, not entries
+ *   c = spool_index_cursor_open(&ix, "node.test"); e = spool_index_cursor_next(c);
  *
  * Guarantees: an exact-domain count is one hash lookup; a subdomain count or collect
  * visits each domain with entries once; each domain list stays in (qid, n) order, which is
@@ -120,6 +121,8 @@ void spool_index_free(struct spool_index *ix)
     }
     /* Every linked entry is in its domain's list (the id table may have missed one). */
     for (size_t i = 0; i < ix->ndomains; i++) {
+        for (struct spool_index_cursor *c = ix->domains[i]->cursors; c; c = c->next)
+            c->dom = NULL;      /* closing it later is then harmless */
         struct spool_index_entry *e = ix->domains[i]->head;
         while (e) {
             struct spool_index_entry *next = e->next;
@@ -213,7 +216,7 @@ struct spool_index_domain *spool_index_domain_ref(struct spool_index *ix, const 
 
 void spool_index_domain_release(struct spool_index *ix, struct spool_index_domain *d)
 {
-    if (!d || d->count > 0)
+    if (!d || d->count > 0 || d->cursors)
         return;
     spool_index_table_remove(&ix->domains_by_name, &d->node);
     struct spool_index_domain *last = ix->domains[--ix->ndomains];
@@ -230,6 +233,69 @@ int spool_index_entry_cmp(const struct spool_index_entry *a, const struct spool_
     if (a->n != b->n)
         return a->n < b->n ? -1 : 1;
     return 0;
+}
+
+/* ------------------------------------------------------------------ cursors */
+
+/* 1 when e sorts at or before the last entry c handed out (c will never hand it out). */
+static int spool_index_cursor_passed(const struct spool_index_cursor *c,
+                                     const struct spool_index_entry *e)
+{
+    if (!c->started)
+        return 0;
+    if (e->qid != c->last_qid)
+        return e->qid < c->last_qid;
+    return e->n <= c->last_n;
+}
+
+struct spool_index_cursor *spool_index_cursor_open(struct spool_index *ix, const char *domain)
+{
+    struct spool_index_cursor *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    struct spool_index_domain *d = spool_index_domain_ref(ix, domain);
+    if (!d) {
+        free(c);
+        return NULL;
+    }
+    c->dom = d;
+    c->at = d->head;
+    c->ahead = d->count;
+    c->next = d->cursors;
+    if (d->cursors)
+        d->cursors->prev = c;
+    d->cursors = c;
+    return c;
+}
+
+struct spool_index_entry *spool_index_cursor_next(struct spool_index_cursor *c)
+{
+    struct spool_index_entry *e = c->dom ? c->at : NULL;
+    if (!e)
+        return NULL;
+    c->at = e->next;
+    c->last_qid = e->qid;
+    c->last_n = e->n;
+    c->started = 1;
+    c->ahead--;
+    return e;
+}
+
+void spool_index_cursor_close(struct spool_index *ix, struct spool_index_cursor *c)
+{
+    if (!c)
+        return;
+    struct spool_index_domain *d = c->dom;
+    if (d) {
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            d->cursors = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+        spool_index_domain_release(ix, d);
+    }
+    free(c);
 }
 
 struct spool_index_entry *spool_index_entry_new(uint64_t qid, uint32_t n)
@@ -270,6 +336,13 @@ void spool_index_entry_link(struct spool_index *ix, struct spool_index_entry *e,
         dom->head = e;
     dom->count++;
     ix->total++;
+    for (struct spool_index_cursor *c = dom->cursors; c; c = c->next) {
+        if (!spool_index_cursor_passed(c, e)) {
+            c->ahead++;
+            if (!c->at || spool_index_entry_cmp(e, c->at) < 0)
+                c->at = e;
+        }
+    }
 }
 
 struct spool_index_entry *spool_index_entry_find(struct spool_index *ix, uint64_t qid, uint32_t n)
@@ -288,6 +361,12 @@ struct spool_index_body *spool_index_entry_unlink(struct spool_index *ix, struct
     if (ix->entries.nslots)
         spool_index_table_remove(&ix->entries, &e->node);
     struct spool_index_domain *dom = e->dom;
+    for (struct spool_index_cursor *c = dom->cursors; c; c = c->next) {
+        if (c->at == e)
+            c->at = e->next;
+        if (!spool_index_cursor_passed(c, e))
+            c->ahead--;
+    }
     if (e->prev)
         e->prev->next = e->next;
     else

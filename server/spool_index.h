@@ -32,12 +32,28 @@ struct spool_index_body {
     size_t refs;        /* entries that still need this body */
 };
 
+struct spool_index_cursor;
+
 struct spool_index_domain {
     struct spool_index_node node;
     char *name;                             /* lowercase */
     size_t count;
     struct spool_index_entry *head, *tail;  /* oldest first */
     size_t slot;                            /* position in spool_index.domains */
+    struct spool_index_cursor *cursors;     /* open walks; they keep the domain alive */
+};
+
+/* A walk over one domain's entries, oldest first, that stays valid while entries are
+ * linked and unlinked under it: it hands out each entry at most once, including entries
+ * linked after it was opened, as long as they sort after the last one handed out. */
+struct spool_index_cursor {
+    struct spool_index_domain *dom;         /* NULL once the index was freed */
+    struct spool_index_cursor *prev, *next; /* in dom->cursors */
+    struct spool_index_entry *at;           /* next to hand out; NULL: none yet */
+    uint64_t last_qid;                      /* the last handed out, if started */
+    uint32_t last_n;
+    int started;
+    size_t ahead;                           /* entries after the last handed out */
 };
 
 struct spool_index_entry {
@@ -87,6 +103,13 @@ size_t spool_index_count(const struct spool_index *ix, const char *domain, int s
  * -1: out of memory. */
 int spool_index_collect(struct spool_index *ix, const char *domain, int subdomains,
                         struct spool_index_entry ***out, size_t *n);
+
+/* Cursors: open on a domain (created if it has no entries yet; NULL: out of memory),
+ * next hands out the oldest entry not yet handed out (NULL: none for now), close releases
+ * the domain. Every operation is O(1) plus O(cursors on the domain) in link/unlink. */
+struct spool_index_cursor *spool_index_cursor_open(struct spool_index *ix, const char *domain);
+struct spool_index_entry *spool_index_cursor_next(struct spool_index_cursor *c);
+void spool_index_cursor_close(struct spool_index *ix, struct spool_index_cursor *c);
 
 /* (qid, n) order: negative, 0, positive. */
 int spool_index_entry_cmp(const struct spool_index_entry *a, const struct spool_index_entry *b);

@@ -432,6 +432,40 @@ static void test_config_routes_take_smtp_port_and_match_case_insensitively(void 
                             "a route for a.test is already set");
 }
 
+/* A provider may route thousands of sites: every route is found (a binary search over
+ * the sorted routes), whatever order the file gives them in, and nothing else is. */
+static void test_config_many_routes_are_all_found(void **state)
+{
+    (void)state;
+    enum { NROUTES = 2000 };
+    struct strbuf text;
+    strbuf_init(&text, STRBUF_UNLIMITED);
+    assert_int_equal(strbuf_append_str(&text, BASE), 0);
+    for (unsigned i = 0; i < NROUTES; i++) {
+        unsigned k = (i * 7919u) % NROUTES;               /* a scrambled order */
+        char line[96];
+        int len = str_format(line, sizeof line, "route.N%u.Sites.test = 127.0.0.%u:%u\n", k,
+                             2 + k % 200, 2000 + k);
+        assert_true(len > 0);
+        assert_int_equal(strbuf_append(&text, line, (size_t)len), 0);
+    }
+    struct etrnd_config *c = load_ok(text.data);
+    strbuf_free(&text);
+    assert_int_equal(c->nroutes, NROUTES);
+    for (unsigned k = 0; k < NROUTES; k++) {
+        char dom[64];
+        assert_true(str_format(dom, sizeof dom, "n%u.sites.TEST.", k) > 0);
+        const struct etrnd_route *r = etrnd_config_route(c, dom);
+        if (r == NULL)
+            fail_msg("no route for %s", dom);
+        assert_int_equal(port_of(&r->addr), 2000 + k);
+    }
+    assert_null(etrnd_config_route(c, "n2000.sites.test"));
+    assert_null(etrnd_config_route(c, "sites.test"));
+    assert_null(etrnd_config_route(c, "a.n1.sites.test"));
+    etrnd_config_free(c);
+}
+
 static void test_config_queues_are_named_case_insensitively(void **state)
 {
     (void)state;
@@ -678,6 +712,7 @@ int main(void)
         cmocka_unit_test(test_config_etrn_allow_rules_keep_file_order),
         cmocka_unit_test(test_config_etrn_allow_refuses_malformed_rules),
         cmocka_unit_test(test_config_routes_take_smtp_port_and_match_case_insensitively),
+        cmocka_unit_test(test_config_many_routes_are_all_found),
         cmocka_unit_test(test_config_queues_are_named_case_insensitively),
         cmocka_unit_test(test_config_durations_and_sizes_take_units),
         cmocka_unit_test(test_config_per_destination_limit_never_exceeds_total),

@@ -530,6 +530,40 @@ static void test_flush_keeps_entries_on_4xx(void **state)
     spool_entry_free(e);
 }
 
+/* Asserts every entry queued for domain has had exactly attempts delivery attempts. */
+static void assert_attempts(struct fixture *f, const char *domain, size_t count, unsigned attempts)
+{
+    char **ids = NULL;
+    size_t n = 0;
+    struct etrn_err err;
+    assert_int_equal(spool_collect(f->sp, domain, 0, &ids, &n, &err), 0);
+    assert_int_equal(n, count);
+    for (size_t i = 0; i < n; i++) {
+        struct spool_entry *e = NULL;
+        assert_int_equal(spool_entry_get(f->sp, ids[i], &e, &err), 0);
+        assert_int_equal(e->attempts, attempts);
+        spool_entry_free(e);
+    }
+    spool_ids_free(ids, n);
+}
+
+/* A run tries each entry once, however often the node asks before it ends; the next
+ * run tries them again. */
+static void test_flush_tries_each_entry_once_per_run(void **state)
+{
+    struct fixture *f = *state;
+    f->sink.dot_code = 451;
+    for (int i = 0; i < 5; i++)
+        queue_message(f, "a@origin.test", "u@node.test", NULL);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(request(f, "node.test"), 5);
+    assert_true(run_until(f, idle));
+    assert_attempts(f, "node.test", 5, 1);
+    assert_int_equal(request(f, "node.test"), 5);
+    assert_true(run_until(f, idle));
+    assert_attempts(f, "node.test", 5, 2);
+}
+
 static void test_flush_keeps_entry_when_connection_drops_after_dot(void **state)
 {
     struct fixture *f = *state;
@@ -646,6 +680,7 @@ static void test_flush_delivers_committed_mail_for_other_domains_at_once(void **
     str_copy(routes[1].domain, sizeof routes[1].domain, "relay.test");
     f->cfg.routes = routes;
     f->cfg.nroutes = 2;
+    etrnd_config_sort_routes(routes, 2);
     queue_message(f, "a@origin.test", "u1@relay.test", NULL);
     flush_message_committed(f->fl, "relay.test");
     assert_true(flush_busy(f->fl, "relay.test"));
@@ -737,6 +772,7 @@ static void test_flush_subdomain_request_covers_each_domain(void **state)
     str_copy(routes[2].domain, sizeof routes[2].domain, "b.node.test");
     f->cfg.routes = routes;
     f->cfg.nroutes = 3;
+    etrnd_config_sort_routes(routes, 3);
     queue_message(f, "a@origin.test", "u@a.node.test", "v@b.node.test");
     queue_message(f, "a@origin.test", "w@node.test", NULL);
     size_t n = 0;
@@ -825,6 +861,7 @@ static void test_flush_respects_global_connection_limit(void **state)
     str_copy(routes[1].domain, sizeof routes[1].domain, "other.test");
     f->cfg.routes = routes;
     f->cfg.nroutes = 2;
+    etrnd_config_sort_routes(routes, 2);
     f->cfg.max_deliveries = 1;
     for (int i = 0; i < 3; i++) {
         queue_message(f, "a@origin.test", "u@node.test", NULL);
@@ -862,6 +899,7 @@ static void test_flush_delivers_relayed_leftovers_at_startup(void **state)
     str_copy(routes[1].domain, sizeof routes[1].domain, "relay.test");
     f->cfg.routes = routes;
     f->cfg.nroutes = 2;
+    etrnd_config_sort_routes(routes, 2);
     flush_free(f->fl);
     queue_message(f, "a@origin.test", "u1@relay.test", NULL);    /* not held */
     queue_message(f, "a@origin.test", "u2@node.test", NULL);     /* held for ETRN */
@@ -972,6 +1010,7 @@ int main(void)
         T(test_flush_delivers_every_entry_and_returns_at_once),
         T(test_flush_removes_entry_only_after_final_250),
         T(test_flush_keeps_entries_on_4xx),
+        T(test_flush_tries_each_entry_once_per_run),
         T(test_flush_keeps_entry_when_connection_drops_after_dot),
         T(test_flush_coalesces_repeated_requests),
         T(test_flush_bounces_on_5xx_into_senders_domain),

@@ -352,6 +352,111 @@ static void test_spool_remove_deletes_body_only_with_last_entry(void **state)
 
 /* Removals are group-committed: each marks its bucket until spool_sync_removals fsyncs
  * it, and the removal itself is visible (index and disk) at once. */
+/* A cursor walks a domain oldest first, each entry once, without copying the domain:
+ * removals under it (including the entry it stands on) and commits made while it is
+ * open are handled, and an empty domain it keeps alive is not listed. */
+static void test_spool_cursor_walks_each_entry_once_under_changes(void **state)
+{
+    struct fixture *f = *state;
+    struct spool *sp = open_spool(f->dir);
+    char q[5][SPOOL_ID_MAX], id[SPOOL_ID_MAX], got[SPOOL_ID_MAX];
+    struct etrn_err err;
+    for (int i = 0; i < 4; i++)
+        commit1(sp, "u@node.test", q[i]);
+    commit1(sp, "u@other.test", NULL);
+
+    struct spool_cursor *c = NULL;
+    assert_int_equal(spool_cursor_open(sp, "Node.Test.", &c, &err), 0);
+    assert_int_equal(spool_cursor_remaining(c), 4);
+    assert_int_equal(spool_cursor_next(c, got), 1);           /* oldest first */
+    assert_true(strncmp(got, q[0], 16) == 0);
+    assert_int_equal(spool_cursor_remaining(c), 3);
+
+    /* The entry already handed out goes (delivered): nothing ahead changes. */
+    assert_int_equal(spool_remove(sp, got, &err), 0);
+    assert_int_equal(spool_cursor_remaining(c), 3);
+    /* The entry the cursor stands on goes: the walk moves past it. */
+    str_format(id, sizeof id, "%s.0", q[1]);
+    assert_int_equal(spool_remove(sp, id, &err), 0);
+    assert_int_equal(spool_cursor_remaining(c), 2);
+    assert_int_equal(spool_cursor_next(c, got), 1);
+    assert_true(strncmp(got, q[2], 16) == 0);
+    assert_int_equal(spool_cursor_next(c, got), 1);
+    assert_true(strncmp(got, q[3], 16) == 0);
+    assert_int_equal(spool_cursor_next(c, got), 0);           /* nothing more for now */
+    assert_int_equal(spool_cursor_remaining(c), 0);
+
+    /* Mail committed while the walk is open joins it, once. */
+    commit1(sp, "w@node.test", q[4]);
+    assert_int_equal(spool_cursor_remaining(c), 1);
+    assert_int_equal(spool_cursor_next(c, got), 1);
+    assert_true(strncmp(got, q[4], 16) == 0);
+    assert_int_equal(spool_cursor_next(c, got), 0);
+
+    /* Emptied while open: the domain stays known to the cursor but is not listed. */
+    for (int i = 2; i < 5; i++) {
+        str_format(id, sizeof id, "%s.0", q[i]);
+        assert_int_equal(spool_remove(sp, id, &err), 0);
+    }
+    assert_int_equal(spool_count(sp, "node.test", 0), 0);
+    char **domains = NULL;
+    size_t *counts = NULL, nd = 0;
+    assert_int_equal(spool_domains(sp, &domains, &counts, &nd, &err), 0);
+    assert_int_equal(nd, 1);
+    assert_string_equal(domains[0], "other.test");
+    assert_int_equal(counts[0], 1);
+    spool_ids_free(domains, nd);
+    free(counts);
+    commit1(sp, "x@node.test", q[0]);                         /* after emptying: still seen */
+    assert_int_equal(spool_cursor_next(c, got), 1);
+    assert_true(strncmp(got, q[0], 16) == 0);
+    spool_cursor_close(c);
+
+    /* A cursor on a domain with no mail yet sees the first message. */
+    assert_int_equal(spool_cursor_open(sp, "later.test", &c, &err), 0);
+    assert_int_equal(spool_cursor_next(c, got), 0);
+    commit1(sp, "y@later.test", q[1]);
+    assert_int_equal(spool_cursor_next(c, got), 1);
+    assert_true(strncmp(got, q[1], 16) == 0);
+    spool_cursor_close(c);
+
+    assert_int_equal(spool_cursor_open(sp, "", &c, &err), -1);
+    assert_non_null(strstr(err.msg, "not a domain"));
+    assert_null(c);
+    spool_close(sp);
+}
+
+/* Two cursors on one domain walk independently. */
+static void test_spool_cursors_on_one_domain_are_independent(void **state)
+{
+    struct fixture *f = *state;
+    struct spool *sp = open_spool(f->dir);
+    char q[3][SPOOL_ID_MAX], got[SPOOL_ID_MAX];
+    struct etrn_err err;
+    for (int i = 0; i < 3; i++)
+        commit1(sp, "u@node.test", q[i]);
+    struct spool_cursor *a = NULL, *b = NULL;
+    assert_int_equal(spool_cursor_open(sp, "node.test", &a, &err), 0);
+    assert_int_equal(spool_cursor_open(sp, "node.test", &b, &err), 0);
+    assert_int_equal(spool_cursor_next(a, got), 1);
+    assert_int_equal(spool_cursor_next(a, got), 1);
+    assert_true(strncmp(got, q[1], 16) == 0);
+    assert_int_equal(spool_cursor_remaining(a), 1);
+    assert_int_equal(spool_cursor_remaining(b), 3);
+    assert_int_equal(spool_remove(sp, got, &err), 0);         /* q[1]: behind a, ahead of b */
+    assert_int_equal(spool_cursor_remaining(a), 1);
+    assert_int_equal(spool_cursor_remaining(b), 2);
+    assert_int_equal(spool_cursor_next(b, got), 1);
+    assert_true(strncmp(got, q[0], 16) == 0);
+    assert_int_equal(spool_cursor_next(b, got), 1);
+    assert_true(strncmp(got, q[2], 16) == 0);
+    spool_cursor_close(a);
+    assert_int_equal(spool_cursor_next(b, got), 0);
+    spool_cursor_close(b);
+    assert_int_equal(spool_count(sp, "node.test", 0), 2);
+    spool_close(sp);
+}
+
 static void test_spool_removals_wait_for_group_commit(void **state)
 {
     struct fixture *f = *state;
@@ -861,6 +966,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_spool_multi_domain_message_shares_one_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spool_counts_and_collects_exact_domain_and_subdomains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spool_remove_deletes_body_only_with_last_entry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spool_cursor_walks_each_entry_once_under_changes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spool_cursors_on_one_domain_are_independent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spool_removals_wait_for_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spool_rcpts_done_and_note_attempt_survive_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spool_recovers_after_torn_write, setup, teardown),
