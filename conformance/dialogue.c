@@ -139,14 +139,19 @@ static void note_failure(struct dialogue *d, const char *detail)
 }
 
 /* Records a written check's result at its level (or the scenario's). */
-static void judge(struct dialogue *d, const struct scenario_step *s, int ok, const char *what,
-                  const char *detail)
+/* Records a check. A step's `else LEVEL [REQ...]` judges its conditions on a reply; with
+ * no_reply set (the target never answered, or closed first) there was nothing to judge
+ * them on, so the failure counts at least at the scenario's level: `expect 250
+ * with-keyword PIPELINING else INFO` is INFO for a missing keyword, not for silence. */
+static void judge_as(struct dialogue *d, const struct scenario_step *s, int ok, int no_reply,
+                     const char *what, const char *detail)
 {
     const struct scenario *sc = d->env.sc;
     const struct scenario_check *c = &s->check;
-    enum scenario_level lv = c->level ? c->level : sc->level;
-    char *const *reqs = c->nreqs ? c->reqs : sc->cites;
-    size_t nreqs = c->nreqs ? c->nreqs : sc->ncites;
+    int use_else = c->level && !(no_reply && c->level > sc->level);   /* MUST < ... < INFO */
+    enum scenario_level lv = use_else ? c->level : sc->level;
+    char *const *reqs = use_else && c->nreqs ? c->reqs : sc->cites;
+    size_t nreqs = use_else && c->nreqs ? c->nreqs : sc->ncites;
     enum verdict v = ok ? VERDICT_PASS : verdict_for_level(lv);
     char full[600];
     snprintf(full, sizeof full, "%s (%s)", what, d->label);
@@ -157,6 +162,12 @@ static void judge(struct dialogue *d, const struct scenario_step *s, int ok, con
     if (d->env.quiet || d->env.res == NULL)
         return;
     scenario_result_add_check(d->env.res, v, reqs, nreqs, s->file, s->line, full, detail);
+}
+
+static void judge(struct dialogue *d, const struct scenario_step *s, int ok, const char *what,
+                  const char *detail)
+{
+    judge_as(d, s, ok, 0, what, detail);
 }
 
 static void record_observation(struct dialogue *d, const struct scenario_step *s,
@@ -851,7 +862,7 @@ static int service_wait(struct dialogue *d)
             snprintf(w, sizeof w, "%s", what);
         if (d->closed) {
             snprintf(det, sizeof det, "the target closed the connection before replying");
-            judge(d, s, 0, w, det);
+            judge_as(d, s, 0, 1, w, det);
             wait_end(d);
             d->aborted = 1;   /* nothing more can be said on this session */
             return 1;
@@ -867,7 +878,7 @@ static int service_wait(struct dialogue *d)
             }
             snprintf(det, sizeof det, "no reply within %.1fs",
                      (double)step_within(d, s) / 1000.0);
-            judge(d, s, 0, w, det);
+            judge_as(d, s, 0, 1, w, det);
             wait_end(d);
             d->aborted = 1;   /* the dialogue can no longer be matched */
             return 1;

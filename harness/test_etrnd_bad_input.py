@@ -184,7 +184,9 @@ def test_random_garbage_sessions_leave_etrnd_serving(relay):
             c.close()
     assert relay.running(), relay.diagnostics()
     still_serves(relay)
-    assert smtp.etrn("127.0.0.1", relay.port, "node.test")[0] in (250, 252, 253)
+    # The garbage itself contains "ETRN node.test", which may already have flushed the two
+    # messages (then this ETRN finds none: 251); either way both must arrive.
+    assert smtp.etrn("127.0.0.1", relay.port, "node.test")[0] in (250, 251, 252, 253)
     net.wait_until(lambda: set(relay.sink.message_ids()) >= set(sent), 20, "the queued messages")
 
 

@@ -470,6 +470,7 @@ static void etrnd_config_defaults(struct etrnd_config *c)
     c->message_size_limit = 10ULL * 1024 * 1024;
     c->max_recipients = 100;
     c->max_sessions = 1000;
+    c->max_sessions_per_client = 50;
     c->timeout_idle_ms = 300000;
     c->max_errors = 20;
 }
@@ -603,6 +604,7 @@ static int etrnd_config_parse(struct config *cfg, struct etrnd_config *c, struct
     }
     if (cfg_uint(cfg, "max_recipients", 1, 100000, &c->max_recipients, err) < 0 ||
         cfg_uint(cfg, "max_sessions", 1, 100000, &c->max_sessions, err) < 0 ||
+        cfg_uint(cfg, "max_sessions_per_client", 0, 100000, &c->max_sessions_per_client, err) < 0 ||
         cfg_duration(cfg, "smtpd_timeout", 1000, &c->timeout_idle_ms, err) < 0 ||
         cfg_uint(cfg, "smtpd_max_errors", 1, 100000, &c->max_errors, err) < 0)
         return -1;

@@ -88,6 +88,7 @@ struct etrnd_config {
     unsigned long long message_size_limit; /* message_size_limit = 10M (advertised in SIZE) */
     unsigned max_recipients;             /* max_recipients = 100 */
     unsigned max_sessions;               /* max_sessions = 1000 */
+    unsigned max_sessions_per_client;    /* max_sessions_per_client = 50 per address; 0 = no limit; mynetworks exempt */
     unsigned long long timeout_idle_ms;  /* smtpd_timeout = 5m (RFC 5321 §4.5.3.2.7) */
     unsigned max_errors;                 /* smtpd_max_errors = 20, then 421 and close */
 

@@ -1163,6 +1163,23 @@ static void session_etrn_delay_done(evutil_socket_t fd, short what, void *arg)
 
 /* --- listeners and the server -------------------------------------------------------------- */
 
+/* Open sessions from ss's address other than ss (0 when the limit is off or the address is
+ * in mynetworks, which is exempt as with Postfix's smtpd_client_event_limit_exceptions). */
+static size_t smtpd_sessions_from(const struct smtpd *s, const struct session *ss)
+{
+    const struct etrnd_config *cfg = s->cfg;
+    const struct sockaddr *peer = (const struct sockaddr *)&ss->peer;
+    if (cfg->max_sessions_per_client == 0 ||
+        netmask_list_contains(cfg->mynetworks, cfg->nmynetworks, peer))
+        return 0;
+    size_t n = 0;
+    for (const struct session *o = s->sessions; o; o = o->next)
+        if (o != ss && o->closing == SESSION_OPEN &&
+            netaddr_equal_host(peer, (const struct sockaddr *)&o->peer))
+            n++;
+    return n;
+}
+
 int smtpd_session_start(struct smtpd *s, evutil_socket_t fd, const struct sockaddr *peer,
                         socklen_t peerlen)
 {
@@ -1201,6 +1218,15 @@ int smtpd_session_start(struct smtpd *s, evutil_socket_t fd, const struct sockad
     if (s->cfg->max_sessions && s->nsessions > s->cfg->max_sessions) {
         log_warn("session %llu %s: refused, %zu sessions", ss->id, ss->peer_text, s->nsessions - 1);
         session_reply_and_close(ss, 421, "4.3.2", "Too many connections, try again later");
+        bufferevent_enable(ss->bev, EV_WRITE);
+        return 0;
+    }
+    size_t same = smtpd_sessions_from(s, ss);
+    if (same >= s->cfg->max_sessions_per_client && s->cfg->max_sessions_per_client > 0) {
+        log_warn("session %llu %s: refused, %zu sessions from this address", ss->id,
+                 ss->peer_text, same);
+        session_reply_and_close(ss, 421, "4.7.0",
+                                "Too many connections from your address, try again later");
         bufferevent_enable(ss->bev, EV_WRITE);
         return 0;
     }

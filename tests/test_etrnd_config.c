@@ -162,6 +162,7 @@ static void test_config_full_file_sets_every_key(void **state)
     assert_int_equal(c->message_size_limit, 2ULL * 1024 * 1024);
     assert_int_equal(c->max_recipients, 5);
     assert_int_equal(c->max_sessions, 6);
+    assert_int_equal(c->max_sessions_per_client, 3);
     assert_int_equal(c->timeout_idle_ms, 120000);
     assert_int_equal(c->max_errors, 8);
 
@@ -218,6 +219,7 @@ static void test_config_minimal_file_gets_documented_defaults(void **state)
     assert_int_equal(c->message_size_limit, 10ULL * 1024 * 1024);
     assert_int_equal(c->max_recipients, 100);
     assert_int_equal(c->max_sessions, 1000);
+    assert_int_equal(c->max_sessions_per_client, 50);
     assert_int_equal(c->timeout_idle_ms, 300000);
     assert_int_equal(c->max_errors, 20);
     assert_null(c->tls_cert_file);
@@ -278,6 +280,8 @@ static void test_config_refuses_each_bad_value_with_file_and_line(void **state)
         { "message_size_limit = ten", "not a size" },
         { "max_recipients = 0", "out of range" },
         { "max_sessions = 100001", "out of range" },
+        { "max_sessions_per_client = -1", "not a number" },
+        { "max_sessions_per_client = 100001", "out of range" },
         { "smtpd_timeout = 500ms", "shorter than 1000ms" },
         { "smtpd_max_errors = 0", "out of range" },
         { "tls_cert_file = /dev/null", "needed together" },
@@ -655,7 +659,7 @@ static const char *const every_key[] = {
     "retry_interval", "max_queue_lifetime", "smtp_connect_timeout", "smtp_greeting_timeout",
     "smtp_mail_timeout", "smtp_rcpt_timeout", "smtp_data_timeout", "smtp_block_timeout",
     "smtp_dot_timeout", "delivery_starttls", "message_size_limit", "max_recipients",
-    "max_sessions", "smtpd_timeout", "smtpd_max_errors", "tls_cert_file", "tls_key_file",
+    "max_sessions", "max_sessions_per_client", "smtpd_timeout", "smtpd_max_errors", "tls_cert_file", "tls_key_file",
     "auth_password_file", "auth_allow_plaintext", "defect",
 };
 

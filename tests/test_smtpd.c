@@ -159,12 +159,20 @@ static void pump(struct srv *sv, struct client *c)
     event_base_loop(sv->base, EVLOOP_NONBLOCK);
 }
 
-static void client_connect(struct client *c, struct srv *sv)
+/* Connects from source (a loopback address such as "127.0.0.5"; NULL: the kernel's choice). */
+static void client_connect_from(struct client *c, struct srv *sv, const char *source)
 {
     memset(c, 0, sizeof *c);
     c->sv = sv;
     c->fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(c->fd >= 0);
+    if (source != NULL) {
+        struct sockaddr_in b;
+        memset(&b, 0, sizeof b);
+        b.sin_family = AF_INET;
+        assert_int_equal(inet_pton(AF_INET, source, &b.sin_addr), 1);
+        assert_int_equal(bind(c->fd, (struct sockaddr *)&b, sizeof b), 0);
+    }
     struct sockaddr_in a;
     memset(&a, 0, sizeof a);
     a.sin_family = AF_INET;
@@ -175,6 +183,11 @@ static void client_connect(struct client *c, struct srv *sv)
     int fl = fcntl(c->fd, F_GETFL);
     assert_true(fl >= 0);
     assert_int_equal(fcntl(c->fd, F_SETFL, fl | O_NONBLOCK), 0);
+}
+
+static void client_connect(struct client *c, struct srv *sv)
+{
+    client_connect_from(c, sv, NULL);
 }
 
 static void client_close(struct client *c)
@@ -992,6 +1005,43 @@ static void test_smtpd_size_limit_552_at_mail_and_at_end_of_data(void **state)
     srv_stop(&sv);
 }
 
+/* max_sessions_per_client: one address gets that many sessions, the next is refused with
+ * 421 4.7.0 while other addresses are still served; mynetworks is exempt. */
+static void test_smtpd_per_client_limit_refuses_only_that_client(void **state)
+{
+    (void)state;
+    struct srv sv;
+    srv_start(&sv, "max_sessions_per_client = 2\nmynetworks = 127.0.0.1/32");
+    struct client a[2], extra, other, local[3];
+    for (int i = 0; i < 2; i++) {
+        client_connect_from(&a[i], &sv, "127.0.0.5");
+        expect(&a[i], "220 relay.example ESMTP");
+    }
+    client_connect_from(&extra, &sv, "127.0.0.5");
+    expect(&extra, "421 4.7.0 Too many connections from your address");
+    expect_closed(&extra);
+    client_close(&extra);
+    client_connect_from(&other, &sv, "127.0.0.6");        /* another client is served */
+    expect(&other, "220 relay.example ESMTP");
+    for (int i = 0; i < 3; i++) {                         /* mynetworks: no limit */
+        client_connect_from(&local[i], &sv, "127.0.0.1");
+        expect(&local[i], "220 relay.example ESMTP");
+    }
+    client_send(&a[0], "NOOP\r\n");                        /* the admitted ones still work */
+    expect(&a[0], "250 2.0.0");
+    client_close(&a[0]);
+    wait_sessions(&sv, 5);
+    client_connect_from(&extra, &sv, "127.0.0.5");        /* a place is free again */
+    expect(&extra, "220 relay.example ESMTP");
+    client_close(&extra);
+    client_close(&a[1]);
+    client_close(&other);
+    for (int i = 0; i < 3; i++)
+        client_close(&local[i]);
+    wait_sessions(&sv, 0);
+    srv_stop(&sv);
+}
+
 static void test_smtpd_max_sessions_refuses_extra_connection_with_421(void **state)
 {
     (void)state;
@@ -1328,6 +1378,7 @@ int main(void)
         cmocka_unit_test(test_smtpd_too_many_errors_gets_421_and_close),
         cmocka_unit_test(test_smtpd_size_limit_552_at_mail_and_at_end_of_data),
         cmocka_unit_test(test_smtpd_max_sessions_refuses_extra_connection_with_421),
+        cmocka_unit_test(test_smtpd_per_client_limit_refuses_only_that_client),
         cmocka_unit_test(test_smtpd_starttls_resets_and_discards_plaintext_pipelined_after_it),
         cmocka_unit_test(test_smtpd_auth_login_after_tls),
         cmocka_unit_test(test_smtpd_idle_client_gets_421_and_close),
